@@ -1,0 +1,211 @@
+"""Synthetic shapes with ground truth: coloured shapes on cluttered, textured backgrounds.
+
+Each image holds one object of a class in :data:`CLASSES`, with random size, rotation, colour and position,
+drawn last over a textured colour gradient with distractor lines and blobs. The object's mask is exactly the
+set of pixels the object covers, so a heatmap can be checked against where the object really is.
+
+Image ``i`` of ``make_dataset(n, seed)`` depends only on ``(seed, i)``: a prefix of a bigger set is the
+smaller set, and two seeds never share an image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from .images import normalize
+
+CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "star", "ring")
+"""Class names, indexed by label."""
+
+IMAGE_SIZE = 224
+"""Notebook resolution: the seed's 224, where ``bn5_2`` of the course model is 14x14."""
+
+N_LINES = 6
+N_BLOBS = 3
+_CHUNK = 64  # images rendered at once: bounds memory at ~(CHUNK * N_LINES * H * W) floats
+
+
+class ShapesBatch(NamedTuple):
+    """``images (N, 3, H, W)`` normalised float32, ``labels (N,)`` int64, ``masks (N, H, W)`` bool."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    masks: torch.Tensor
+
+
+def make_dataset(n: int, seed: int, size: int = IMAGE_SIZE, *, start: int = 0, noise: float = 0.03) -> ShapesBatch:
+    """Render ``n`` images of the synthetic-shapes world, deterministically for ``seed``.
+
+    Args:
+        n: number of images.
+        seed: any int; image ``i`` depends only on ``(seed, i)``.
+        size: side of the square images in pixels; shapes scale with it.
+        start: index of the first image: ``make_dataset(n, s, start=k)`` is images ``k .. k + n - 1``.
+        noise: std of the Gaussian pixel noise in [0, 1] pixel units (0 draws clean images).
+
+    Returns:
+        ``ShapesBatch(images, labels, masks)``; ``masks[i]`` is true exactly on the object's pixels.
+    """
+    if n < 0 or start < 0 or size < 16:
+        raise ValueError(f"need n >= 0, start >= 0 and size >= 16, got n={n}, start={start}, size={size}")
+    params = [_sample_scene(_generator(seed, start + i), size) for i in range(n)]
+    chunks = [_render(params[start : start + _CHUNK], size, noise) for start in range(0, n, _CHUNK)]
+    if not chunks:
+        return ShapesBatch(torch.empty(0, 3, size, size), torch.empty(0, dtype=torch.long), torch.empty(0, size, size, dtype=torch.bool))
+    pixels, masks = (torch.cat(parts) for parts in zip(*chunks))
+    labels = torch.tensor([p["label"] for p in params], dtype=torch.long)
+    return ShapesBatch(normalize(pixels), labels, masks)
+
+
+DEMO_SEED = 2024
+
+
+def load_demo(size: int = IMAGE_SIZE) -> ShapesBatch:
+    """The notebooks' fixed demo set: one image per class, in the order of :data:`CLASSES`."""
+    candidates = make_dataset(12 * len(CLASSES), DEMO_SEED, size)
+    first = [int((candidates.labels == c).nonzero()[0]) for c in range(len(CLASSES))]
+    return ShapesBatch(*(t[first] for t in candidates))
+
+
+# --- sampling -------------------------------------------------------------------------------------------
+
+
+def _generator(seed: int, index: int) -> torch.Generator:
+    digest = hashlib.blake2b(f"shapes:{seed}:{index}".encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+
+
+def _uniform(g: torch.Generator, low: float, high: float, *shape: int) -> torch.Tensor:
+    return low + (high - low) * torch.rand(shape or (1,), generator=g)
+
+
+def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Vectorised HSV -> RGB; all inputs in [0, 1], output ``(..., 3)``."""
+    k = (torch.tensor([5.0, 3.0, 1.0]) + h.unsqueeze(-1) * 6) % 6
+    return v.unsqueeze(-1) - (v * s).unsqueeze(-1) * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
+
+
+def _sample_scene(g: torch.Generator, size: int) -> dict[str, torch.Tensor | int]:
+    """All random choices of one image, in units of the image side (coordinates in [0, 1])."""
+    label = int(torch.randint(len(CLASSES), (1,), generator=g))
+    radius = _uniform(g, 0.11, 0.22)
+    centre = _uniform(g, 0, 1, 2) * (1 - 2 * radius) + radius
+    hue = _uniform(g, 0, 1)
+    colour = _hsv_to_rgb(hue, _uniform(g, 0.6, 1.0), _uniform(g, 0.65, 1.0))[0]
+    # background: a gradient between two colours whose hue is away from the object's, plus texture
+    bg_hue = (hue + _uniform(g, 0.2, 0.8, 2)) % 1
+    bg_colours = _hsv_to_rgb(bg_hue, _uniform(g, 0.15, 0.7, 2), _uniform(g, 0.25, 0.9, 2))
+    direction = _uniform(g, 0, 2 * math.pi)
+    texture = _uniform(g, -0.12, 0.12, 3, 6, 6)
+    grating = torch.cat([_uniform(g, 0, 0.08), _uniform(g, 6, 20), _uniform(g, 0, math.pi), _uniform(g, 0, 2 * math.pi)])
+    # distractors: line segments (any colour, the object's included) and small blobs
+    lines = torch.cat([_uniform(g, 0, 1, N_LINES, 4), _uniform(g, 1.5, 3.5, N_LINES, 1) / 224], dim=1)
+    line_colours = torch.rand(N_LINES, 3, generator=g)
+    blobs = torch.cat([_uniform(g, 0, 1, N_BLOBS, 2), _uniform(g, 0.012, 0.035, N_BLOBS, 1)], dim=1)
+    blob_colours = torch.rand(N_BLOBS, 3, generator=g)
+    return {
+        "label": label, "radius": radius, "centre": centre, "angle": _uniform(g, 0, 2 * math.pi),
+        "colour": colour, "bg_colours": bg_colours, "direction": direction, "texture": texture,
+        "grating": grating, "lines": lines, "line_colours": line_colours, "blobs": blobs,
+        "blob_colours": blob_colours, "pixel_noise": torch.randn(3, size, size, generator=g),
+    }
+
+
+# --- rendering ------------------------------------------------------------------------------------------
+
+
+def _render(params: list[dict], size: int, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw a chunk of scenes: ``(B, 3, H, W)`` pixels in [0, 1] and ``(B, H, W)`` object masks."""
+    stack = {key: torch.stack([torch.as_tensor(p[key]) for p in params]) for key in params[0]}
+    coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size  # pixel centres
+    y, x = coords.view(1, -1, 1), coords.view(1, 1, -1)
+
+    # background: gradient + low-frequency texture + a faint grating
+    theta = stack["direction"].view(-1, 1, 1)
+    ramp = ((x - 0.5) * torch.cos(theta) + (y - 0.5) * torch.sin(theta)).clamp(-0.5, 0.5) + 0.5
+    c0, c1 = stack["bg_colours"][:, 0], stack["bg_colours"][:, 1]
+    image = c0.view(-1, 3, 1, 1) + (c1 - c0).view(-1, 3, 1, 1) * ramp.unsqueeze(1)
+    image = image + F.interpolate(stack["texture"], size=(size, size), mode="bicubic", align_corners=False)
+    amp, freq, orient, phase = (stack["grating"][:, i].view(-1, 1, 1) for i in range(4))
+    wave = torch.sin(2 * math.pi * freq * (x * torch.cos(orient) + y * torch.sin(orient)) + phase)
+    image = image + (amp * wave).unsqueeze(1)
+
+    # distractors
+    for i in range(N_LINES):
+        segment = stack["lines"][:, i]
+        on_line = _distance_to_segment(x, y, segment[:, :4]) <= segment[:, 4].view(-1, 1, 1) / 2
+        image = torch.where(on_line.unsqueeze(1), stack["line_colours"][:, i].view(-1, 3, 1, 1), image)
+    for i in range(N_BLOBS):
+        blob = stack["blobs"][:, i]
+        on_blob = (x - blob[:, 0].view(-1, 1, 1)) ** 2 + (y - blob[:, 1].view(-1, 1, 1)) ** 2 <= blob[:, 2].view(-1, 1, 1) ** 2
+        image = torch.where(on_blob.unsqueeze(1), stack["blob_colours"][:, i].view(-1, 3, 1, 1), image)
+
+    # the object, last, so its mask is exactly the pixels it covers
+    masks = _shape_masks(stack, x, y)
+    image = torch.where(masks.unsqueeze(1), stack["colour"].view(-1, 3, 1, 1), image)
+    image = image.clamp(0, 1) + noise * stack["pixel_noise"]
+    return image.clamp(0, 1), masks
+
+
+def _distance_to_segment(x: torch.Tensor, y: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+    """Distance of each pixel centre to each image's segment ``(x0, y0, x1, y1)``: ``(B, H, W)``."""
+    x0, y0, x1, y1 = (seg[:, i].view(-1, 1, 1) for i in range(4))
+    dx, dy = x1 - x0, y1 - y0
+    t = (((x - x0) * dx + (y - y0) * dy) / (dx**2 + dy**2).clamp_min(1e-12)).clamp(0, 1)
+    return torch.hypot(x - x0 - t * dx, y - y0 - t * dy)
+
+
+def _shape_masks(stack: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Object masks ``(B, H, W)``: each shape in its own frame, with circumradius 1."""
+    angle = stack["angle"].view(-1, 1, 1)
+    radius = stack["radius"].view(-1, 1, 1)
+    dx, dy = x - stack["centre"][:, 0].view(-1, 1, 1), y - stack["centre"][:, 1].view(-1, 1, 1)
+    u = (torch.cos(angle) * dx + torch.sin(angle) * dy) / radius
+    v = (-torch.sin(angle) * dx + torch.cos(angle) * dy) / radius
+    masks = torch.zeros(u.shape, dtype=torch.bool)
+    for label, inside in enumerate(_SHAPES):
+        rows = stack["label"] == label
+        if rows.any():
+            masks[rows] = inside(u[rows], v[rows])
+    return masks
+
+
+def _circle(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return u**2 + v**2 <= 1
+
+
+def _ring(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    r2 = u**2 + v**2
+    return (r2 <= 1) & (r2 >= 0.55**2)
+
+
+def _square(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return torch.maximum(u.abs(), v.abs()) <= 0.8
+
+
+def _cross(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return ((u.abs() <= 0.3) & (v.abs() <= 0.95)) | ((v.abs() <= 0.3) & (u.abs() <= 0.95))
+
+
+def _regular_star(points: int, inner: float):
+    """Inside-test of a star polygon (``inner == cos(pi/points)`` gives a regular polygon), outer radius 1."""
+    step = math.pi / points
+
+    def inside(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        phi = torch.atan2(v, u) % (2 * step)  # fold into one outer-to-outer wedge
+        phi = torch.where(phi > step, 2 * step - phi, phi)  # mirror: now between outer (0) and inner (step)
+        r = torch.hypot(u, v)
+        px, py = r * torch.cos(phi), r * torch.sin(phi)
+        ax, ay, bx, by = 1.0, 0.0, inner * math.cos(step), inner * math.sin(step)
+        # the origin side of the edge outer -> inner
+        return (bx - ax) * (py - ay) - (by - ay) * (px - ax) >= 0
+
+    return inside
+
+
+_SHAPES = (_circle, _square, _regular_star(3, 0.5), _cross, _regular_star(5, 0.45), _ring)

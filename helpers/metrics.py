@@ -1,0 +1,35 @@
+"""Does a heatmap point at the object? Scores against the ground-truth masks of the shapes world."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def dilate(masks: torch.Tensor, radius: int) -> torch.Tensor:
+    """Grow boolean ``masks (N, H, W)`` by ``radius`` pixels (a square structuring element)."""
+    if radius <= 0:
+        return masks
+    grown = F.max_pool2d(masks[:, None].float(), kernel_size=2 * radius + 1, stride=1, padding=radius)
+    return grown[:, 0] > 0
+
+
+def pointing_game(heatmaps: torch.Tensor, masks: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
+    """Hits ``(N,)`` bool: the map's maximum lies on the object mask grown by ``tolerance`` pixels.
+
+    ``heatmaps (N, H, W)`` at image resolution; ``masks (N, H, W)`` bool. A map with several maxima hits
+    when its first maximum (in row-major order) does; a constant map points at pixel (0, 0).
+    (Zhang et al., "Top-down neural attention by excitation backprop", ECCV 2016.)
+    """
+    if heatmaps.shape != masks.shape:
+        raise ValueError(f"heatmaps {tuple(heatmaps.shape)} and masks {tuple(masks.shape)} must have the same shape")
+    peaks = heatmaps.flatten(1).argmax(1)
+    return dilate(masks, tolerance).flatten(1).gather(1, peaks[:, None])[:, 0]
+
+
+def energy_in_mask(heatmaps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Share ``(N,)`` of each non-negative map's total inside the mask (energy-based pointing game)."""
+    heatmaps = heatmaps.clamp_min(0)
+    total = heatmaps.flatten(1).sum(1)
+    inside = (heatmaps * masks).flatten(1).sum(1)
+    return torch.where(total > 0, inside / total.clamp_min(torch.finfo(heatmaps.dtype).tiny), torch.zeros_like(total))

@@ -1,0 +1,75 @@
+"""The embedded course model, loaded from a checkpoint in the package and verified by SHA-256.
+
+:func:`load_pretrained` never touches the network. :func:`load_imagenet_vgg11` is the explicit opt-in for
+users who are online: torchvision's ImageNet ``vgg11_bn`` weights mapped onto the seed's layer names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import CLASSES
+from .models import VGG11Classification, VGG11GAP, torchvision_to_seed_names
+
+CHECKPOINT = Path(__file__).parent / "weights" / "vgg11_shapes.pt"
+CHECKPOINT_SHA256 = "to be filled by the first training run"
+"""Written by ``python -m helpers.train --out helpers/weights/vgg11_shapes.pt``; a mismatch fails loudly."""
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def save_checkpoint(model: VGG11GAP, path: Path, **metadata: Any) -> str:
+    """Write ``model`` with what is needed to rebuild it; return the file's SHA-256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.clone() for k, v in model.state_dict().items()}  # clones: no shared storage in the file
+    torch.save({"classes": list(CLASSES), "width": model.backbone.width, "state_dict": state, **metadata}, path)
+    return sha256(path)
+
+
+def load_pretrained(path: Path | None = None, expected_sha256: str | None = CHECKPOINT_SHA256) -> VGG11GAP:
+    """The embedded model, in eval mode, on the CPU.
+
+    Args:
+        path: a checkpoint written by ``python -m helpers.train``; the packaged one by default.
+        expected_sha256: the file's expected hash; ``None`` skips the check (for your own checkpoints).
+
+    Raises:
+        FileNotFoundError: the checkpoint is missing.
+        ValueError: its hash differs from ``expected_sha256`` (a corrupt or replaced file).
+    """
+    path = CHECKPOINT if path is None else Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; retrain with `python -m helpers.train --out {path}`")
+    if expected_sha256 is not None and (actual := sha256(path)) != expected_sha256:
+        raise ValueError(
+            f"checkpoint {path} has SHA-256 {actual}, expected {expected_sha256}: the file is corrupt or was "
+            "replaced. Restore it with `git checkout -- helpers/weights` or retrain with `python -m helpers.train`."
+        )
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    model = VGG11GAP(len(checkpoint["classes"]), width=checkpoint["width"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+def load_imagenet_vgg11(weights_path: Path | None = None, *, progress: bool = False) -> VGG11Classification:
+    """torchvision's ImageNet ``vgg11_bn`` (``IMAGENET1K_V1``) as a :class:`VGG11Classification`, in eval mode.
+
+    Downloads the weights (~507 MB, cached by torch hub) unless ``weights_path`` names a local copy of the
+    torchvision state dict. This is the only function of the package that may use the network.
+    """
+    if weights_path is not None:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    else:
+        from torchvision.models import VGG11_BN_Weights  # noqa: PLC0415
+
+        state = VGG11_BN_Weights.IMAGENET1K_V1.get_state_dict(progress=progress)
+    model = VGG11Classification(num_classes=1000)
+    model.load_state_dict(torchvision_to_seed_names(state))
+    return model.eval()

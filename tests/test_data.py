@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from helpers.data import CLASSES, IMAGE_SIZE, _generator, _sample_scene, load_demo, make_dataset
+from helpers.images import MEAN, STD, denormalize, image_tensor_to_numpy, normalize, numpy_to_image_tensor
+
+
+def test_shapes_and_dtypes():
+    images, labels, masks = make_dataset(5, seed=3, size=64)
+    assert images.shape == (5, 3, 64, 64) and images.dtype == torch.float32
+    assert labels.shape == (5,) and labels.dtype == torch.int64
+    assert masks.shape == (5, 64, 64) and masks.dtype == torch.bool
+    assert labels.min() >= 0 and labels.max() < len(CLASSES)
+    assert len(CLASSES) >= 6
+
+
+def test_deterministic_for_a_seed_and_different_across_seeds():
+    a, b, c = make_dataset(4, 7, 48), make_dataset(4, 7, 48), make_dataset(4, 8, 48)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+    assert not torch.equal(a.images, c.images)
+
+
+def test_image_depends_only_on_seed_and_index():
+    whole = make_dataset(6, 11, 40)
+    tail = make_dataset(2, 11, 40, start=4)
+    for x, y in zip(whole, tail):
+        assert torch.equal(x[4:], y)
+
+
+def test_masks_are_exactly_the_pixels_drawn_in_the_object_colour():
+    images, _, masks = make_dataset(12, 5, 96, noise=0.0)
+    for i in range(12):
+        colour = _sample_scene(_generator(5, i), 96)["colour"]
+        pixels = denormalize(images[i])
+        drawn = (pixels - colour.view(3, 1, 1)).abs().amax(0) < 1e-5
+        assert masks[i].any()
+        assert torch.equal(drawn, masks[i])
+
+
+def test_normalised_like_imagenet_inputs():
+    images = make_dataset(32, 2, 64).images
+    assert images.mean().abs() < 1.0
+    assert torch.allclose(normalize(denormalize(images)), images, atol=1e-5)
+
+
+def test_all_classes_appear_and_objects_are_a_small_part_of_the_image():
+    _, labels, masks = make_dataset(240, 9, 64)
+    assert set(labels.tolist()) == set(range(len(CLASSES)))
+    share = masks.float().mean((1, 2))
+    assert 0.005 < share.min() and share.max() < 0.35
+
+
+def test_demo_set_has_one_image_per_class():
+    demo = load_demo()
+    assert demo.labels.tolist() == list(range(len(CLASSES)))
+    assert demo.images.shape == (len(CLASSES), 3, IMAGE_SIZE, IMAGE_SIZE)
+
+
+def test_numpy_round_trip():
+    image = make_dataset(1, 0, 32).images[0]
+    array = image_tensor_to_numpy(image.requires_grad_())
+    assert array.shape == (32, 32, 3) and array.min() >= 0 and array.max() <= 1
+    assert torch.allclose(numpy_to_image_tensor(array), image.detach(), atol=1e-5)
+    assert torch.allclose(numpy_to_image_tensor((array * 255).round().astype("uint8")), image.detach(), atol=0.02)
+
+
+def test_normalize_constants_and_bad_shapes():
+    grey = torch.tensor(MEAN).view(3, 1, 1).expand(3, 2, 2)
+    assert torch.allclose(normalize(grey), torch.zeros(3, 2, 2))
+    assert torch.allclose(denormalize(torch.ones(3, 1, 1))[:, 0, 0], (torch.tensor(MEAN) + torch.tensor(STD)).clamp(0, 1))
+    with pytest.raises(ValueError, match="shape"):
+        normalize(torch.zeros(4, 8, 8))
+    with pytest.raises(ValueError, match="n >= 0"):
+        make_dataset(-1, 0)
