@@ -1,1 +1,25 @@
-"""Helpers for the "Visualizing CNNs" course: the embedded model, the synthetic-shapes data, hooks, plots."""
+"""Helpers for the "Visualizing CNNs" course: the embedded model, the synthetic-shapes data, hooks, plots.
+
+Nothing here solves a graded task; the notebooks import what they need::
+
+    import helpers
+    model = helpers.load_pretrained()
+    images, labels, masks = helpers.load_demo()
+"""
+
+from .data import CLASSES, IMAGE_SIZE, ShapesBatch, load_demo, make_dataset
+from .hooks import capture_activations
+from .images import denormalize, image_tensor_to_numpy, normalize, numpy_to_image_tensor
+from .inference import accuracy, evaluating, predict
+from .metrics import dilate, energy_in_mask, pointing_game
+from .models import VGG11GAP, VGG11Backbone, VGG11Classification
+from .plotting import normalize_map, overlay_heatmap, plot_activations, plot_filters, show_images
+from .pretrained import load_imagenet_vgg11, load_pretrained
+
+__all__ = [
+    "CLASSES", "IMAGE_SIZE", "ShapesBatch", "VGG11Backbone", "VGG11Classification", "VGG11GAP", "accuracy",
+    "capture_activations", "denormalize", "dilate", "energy_in_mask", "evaluating", "image_tensor_to_numpy",
+    "load_demo", "load_imagenet_vgg11", "load_pretrained", "make_dataset", "normalize", "normalize_map",
+    "numpy_to_image_tensor", "overlay_heatmap", "plot_activations", "plot_filters", "pointing_game", "predict",
+    "show_images",
+]
