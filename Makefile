@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: course test env measure train clean
+.PHONY: course test env measure notebooks walkthrough benchmark train clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,9 +15,12 @@ $(INSTALLED): pyproject.toml
 
 env: $(INSTALLED)
 
+# Check the set-up, measure the embedded model, generate the student versions, render the walkthrough.
 course: env
 	$(PY) -m helpers.environment
 	$(PY) scripts/measure_model.py
+	$(PY) scripts/generate_notebooks.py
+	$(PY) scripts/walkthrough.py
 
 test: env
 	$(PY) -m pytest
@@ -25,7 +28,19 @@ test: env
 measure: env
 	$(PY) scripts/measure_model.py
 
-# Retrain the embedded model from scratch (about 10 minutes on 2 cores) into build/, not over the packaged one.
+# Student versions: solutions/ -> notebooks/ with nbgrader generate_assignment.
+notebooks: env
+	$(PY) scripts/generate_notebooks.py
+
+# Execute the solved notebooks and render them to build/walkthrough/index.html.
+walkthrough: env
+	$(PY) scripts/walkthrough.py
+
+# Time each solved notebook in a fresh kernel, with its peak memory (no HTML).
+benchmark: env
+	$(PY) scripts/walkthrough.py --no-html
+
+# Retrain the embedded model from scratch into build/, not over the packaged one.
 train: env
 	$(PY) -m helpers.train --out build/vgg11_shapes.pt
 

@@ -25,6 +25,7 @@ CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "star", "ri
 IMAGE_SIZE = 224
 """Notebook resolution: the seed's 224, where ``bn5_2`` of the course model is 14x14."""
 
+MIN_RADIUS, MAX_RADIUS = 0.11, 0.22  # object circumradius, in units of the image side
 N_LINES = 6
 N_BLOBS = 3
 _CHUNK = 64  # images rendered at once: bounds memory at ~(CHUNK * N_LINES * H * W) floats
@@ -38,7 +39,9 @@ class ShapesBatch(NamedTuple):
     masks: torch.Tensor
 
 
-def make_dataset(n: int, seed: int, size: int = IMAGE_SIZE, *, start: int = 0, noise: float = 0.03) -> ShapesBatch:
+def make_dataset(
+    n: int, seed: int, size: int = IMAGE_SIZE, *, start: int = 0, noise: float = 0.03, crop: int | None = None
+) -> ShapesBatch:
     """Render ``n`` images of the synthetic-shapes world, deterministically for ``seed``.
 
     Args:
@@ -47,19 +50,27 @@ def make_dataset(n: int, seed: int, size: int = IMAGE_SIZE, *, start: int = 0, n
         size: side of the square images in pixels; shapes scale with it.
         start: index of the first image: ``make_dataset(n, s, start=k)`` is images ``k .. k + n - 1``.
         noise: std of the Gaussian pixel noise in [0, 1] pixel units (0 draws clean images).
+        crop: render only a random ``crop x crop`` window of each ``size x size`` scene, one that holds the
+            whole object: the same pixel scale as the full images at a fraction of the cost (for training).
 
     Returns:
         ``ShapesBatch(images, labels, masks)``; ``masks[i]`` is true exactly on the object's pixels.
     """
     if n < 0 or start < 0 or size < 16:
         raise ValueError(f"need n >= 0, start >= 0 and size >= 16, got n={n}, start={start}, size={size}")
-    params = [_sample_scene(_generator(seed, start + i), size) for i in range(n)]
-    chunks = [_render(params[start : start + _CHUNK], size, noise) for start in range(0, n, _CHUNK)]
-    if not chunks:
-        return ShapesBatch(torch.empty(0, 3, size, size), torch.empty(0, dtype=torch.long), torch.empty(0, size, size, dtype=torch.bool))
-    pixels, masks = (torch.cat(parts) for parts in zip(*chunks))
-    labels = torch.tensor([p["label"] for p in params], dtype=torch.long)
-    return ShapesBatch(normalize(pixels), labels, masks)
+    if crop is not None and not 2 * MAX_RADIUS * size < crop <= size:
+        raise ValueError(f"crop must lie in ({2 * MAX_RADIUS * size:.0f}, {size}] to hold every object, got {crop}")
+    out = crop or size
+    images = torch.empty(n, 3, out, out)
+    masks = torch.empty(n, out, out, dtype=torch.bool)
+    labels = torch.empty(n, dtype=torch.long)
+    for first in range(0, n, _CHUNK):  # sample and render chunk by chunk: the pixel noise is large
+        rows = slice(first, min(first + _CHUNK, n))
+        params = [_sample_scene(_generator(seed, start + i), size, crop) for i in range(rows.start, rows.stop)]
+        pixels, masks[rows] = _render(params, size, out, noise)
+        images[rows] = normalize(pixels)
+        labels[rows] = torch.tensor([p["label"] for p in params])
+    return ShapesBatch(images, labels, masks)
 
 
 DEMO_SEED = 2024
@@ -90,10 +101,10 @@ def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tens
     return v.unsqueeze(-1) - (v * s).unsqueeze(-1) * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
 
 
-def _sample_scene(g: torch.Generator, size: int) -> dict[str, torch.Tensor | int]:
+def _sample_scene(g: torch.Generator, size: int, crop: int | None = None) -> dict[str, torch.Tensor | int]:
     """All random choices of one image, in units of the image side (coordinates in [0, 1])."""
     label = int(torch.randint(len(CLASSES), (1,), generator=g))
-    radius = _uniform(g, 0.11, 0.22)
+    radius = _uniform(g, MIN_RADIUS, MAX_RADIUS)
     centre = _uniform(g, 0, 1, 2) * (1 - 2 * radius) + radius
     hue = _uniform(g, 0, 1)
     colour = _hsv_to_rgb(hue, _uniform(g, 0.6, 1.0), _uniform(g, 0.65, 1.0))[0]
@@ -108,29 +119,40 @@ def _sample_scene(g: torch.Generator, size: int) -> dict[str, torch.Tensor | int
     line_colours = torch.rand(N_LINES, 3, generator=g)
     blobs = torch.cat([_uniform(g, 0, 1, N_BLOBS, 2), _uniform(g, 0.012, 0.035, N_BLOBS, 1)], dim=1)
     blob_colours = torch.rand(N_BLOBS, 3, generator=g)
-    return {
+    scene = {
         "label": label, "radius": radius, "centre": centre, "angle": _uniform(g, 0, 2 * math.pi),
         "colour": colour, "bg_colours": bg_colours, "direction": direction, "texture": texture,
         "grating": grating, "lines": lines, "line_colours": line_colours, "blobs": blobs,
         "blob_colours": blob_colours, "pixel_noise": torch.randn(3, size, size, generator=g),
     }
+    scene["offset"] = torch.zeros(2, dtype=torch.long)
+    if crop is not None:  # drawn last, so full-size scenes do not depend on it
+        low = ((centre + radius) * size).ceil().long() - crop
+        high = ((centre - radius) * size).floor().long()
+        low, high = low.clamp(0, size - crop), high.clamp(0, size - crop)
+        scene["offset"] = low + (torch.rand(2, generator=g) * (high - low + 1)).long().clamp_max(high - low)
+    return scene
 
 
 # --- rendering ------------------------------------------------------------------------------------------
 
 
-def _render(params: list[dict], size: int, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw a chunk of scenes: ``(B, 3, H, W)`` pixels in [0, 1] and ``(B, H, W)`` object masks."""
+def _render(params: list[dict], size: int, out: int, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw the ``out x out`` windows (at ``offset``) of a chunk of ``size x size`` scenes:
+    ``(B, 3, out, out)`` pixels in [0, 1] and ``(B, out, out)`` object masks."""
     stack = {key: torch.stack([torch.as_tensor(p[key]) for p in params]) for key in params[0]}
-    coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size  # pixel centres
-    y, x = coords.view(1, -1, 1), coords.view(1, 1, -1)
+    pixels = torch.arange(out, dtype=torch.float32) + 0.5  # pixel centres
+    x = (stack["offset"][:, 0].view(-1, 1, 1) + pixels.view(1, 1, -1)) / size
+    y = (stack["offset"][:, 1].view(-1, 1, 1) + pixels.view(1, -1, 1)) / size
+    window = [(slice(None), slice(oy, oy + out), slice(ox, ox + out)) for ox, oy in stack["offset"].tolist()]
 
     # background: gradient + low-frequency texture + a faint grating
     theta = stack["direction"].view(-1, 1, 1)
     ramp = ((x - 0.5) * torch.cos(theta) + (y - 0.5) * torch.sin(theta)).clamp(-0.5, 0.5) + 0.5
     c0, c1 = stack["bg_colours"][:, 0], stack["bg_colours"][:, 1]
     image = c0.view(-1, 3, 1, 1) + (c1 - c0).view(-1, 3, 1, 1) * ramp.unsqueeze(1)
-    image = image + F.interpolate(stack["texture"], size=(size, size), mode="bicubic", align_corners=False)
+    texture = F.interpolate(stack["texture"], size=(size, size), mode="bicubic", align_corners=False)
+    image = image + torch.stack([t[w] for t, w in zip(texture, window)])
     amp, freq, orient, phase = (stack["grating"][:, i].view(-1, 1, 1) for i in range(4))
     wave = torch.sin(2 * math.pi * freq * (x * torch.cos(orient) + y * torch.sin(orient)) + phase)
     image = image + (amp * wave).unsqueeze(1)
@@ -148,7 +170,7 @@ def _render(params: list[dict], size: int, noise: float) -> tuple[torch.Tensor, 
     # the object, last, so its mask is exactly the pixels it covers
     masks = _shape_masks(stack, x, y)
     image = torch.where(masks.unsqueeze(1), stack["colour"].view(-1, 3, 1, 1), image)
-    image = image.clamp(0, 1) + noise * stack["pixel_noise"]
+    image = image.clamp(0, 1) + noise * torch.stack([n[w] for n, w in zip(stack["pixel_noise"], window)])
     return image.clamp(0, 1), masks
 
 
@@ -185,7 +207,7 @@ def _ring(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 def _square(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return torch.maximum(u.abs(), v.abs()) <= 0.8
+    return torch.maximum(u.abs(), v.abs()) <= math.sqrt(0.5)  # corners on the unit circle
 
 
 def _cross(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

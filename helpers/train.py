@@ -1,8 +1,9 @@
 """Train the embedded course model from scratch: ``python -m helpers.train [--out PATH]``.
 
-Progressive resizing: most epochs on 128x128 renders of the shapes world (5x faster per image on a CPU than
-224x224), then a last epoch at the notebook resolution, 224x224, where the learning rate anneals to zero. The
-GAP head makes the model resolution-agnostic, so the same weights serve both sizes.
+Two phases: most epochs on 128x128 crops of the 224x224 scenes, each holding the whole object (the same pixel
+scale as the full images, 5x faster per image on a CPU), then the last epoch on full 224x224 images, the
+notebook resolution, while the learning rate anneals to zero. The GAP head lets the same weights take both
+sizes; crops rather than smaller renders keep the objects' size in pixels the same in both phases.
 
 Seeded end to end: the same torch build and thread count reproduce the checkpoint bit for bit.
 """
@@ -28,9 +29,9 @@ TRAIN_SEED = 0
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     width: float = 1 / 8
-    small_size: int = 128
-    small_images: int = 12_000
-    small_epochs: int = 8
+    crop: int = 128
+    crop_images: int = 12_000
+    crop_epochs: int = 8
     full_images: int = 3_000
     full_epochs: int = 1
     batch_size: int = 32
@@ -43,9 +44,9 @@ def train(config: TrainConfig = TrainConfig(), progress: bool = True) -> VGG11GA
     """Train a :class:`VGG11GAP` on the shapes world and return it in eval mode."""
     torch.manual_seed(config.seed)
     model = VGG11GAP(len(CLASSES), width=config.width)
-    phases = [
-        (config.small_size, config.small_images, config.small_epochs, 0),
-        (IMAGE_SIZE, config.full_images, config.full_epochs, config.small_images),
+    phases = [  # (crop, images, epochs, index of the first image): each phase its own images
+        (config.crop, config.crop_images, config.crop_epochs, 0),
+        (None, config.full_images, config.full_epochs, config.crop_images),
     ]
     steps = sum(epochs * -(-images // config.batch_size) for _, images, epochs, _ in phases)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -53,9 +54,10 @@ def train(config: TrainConfig = TrainConfig(), progress: bool = True) -> VGG11GA
     order = torch.Generator().manual_seed(config.seed)
     model.train()
     with tqdm(total=steps, disable=not progress, unit="batch") as bar:
-        for size, n_images, epochs, offset in phases:
+        for crop, n_images, epochs, first in phases:
+            size = crop or IMAGE_SIZE
             bar.set_description(f"rendering {n_images} images at {size}px")
-            data = make_dataset(n_images, config.seed, size, start=offset)  # each phase its own images
+            data = make_dataset(n_images, config.seed, IMAGE_SIZE, start=first, crop=crop)
             for epoch in range(epochs):
                 bar.set_description(f"{size}px epoch {epoch + 1}/{epochs}")
                 for batch in torch.randperm(n_images, generator=order).split(config.batch_size):

@@ -73,3 +73,15 @@ def test_normalize_constants_and_bad_shapes():
         normalize(torch.zeros(4, 8, 8))
     with pytest.raises(ValueError, match="n >= 0"):
         make_dataset(-1, 0)
+
+
+def test_crops_are_windows_of_the_full_scenes_holding_the_whole_object():
+    full, crops = make_dataset(24, 4, 160), make_dataset(24, 4, 160, crop=96)
+    assert crops.images.shape == (24, 3, 96, 96)
+    torch.testing.assert_close(crops.masks.sum((1, 2)), full.masks.sum((1, 2)))  # whole object inside
+    for i in range(24):
+        ox, oy = _sample_scene(_generator(4, i), 160, 96)["offset"].tolist()
+        assert torch.equal(crops.masks[i], full.masks[i, oy : oy + 96, ox : ox + 96])
+        torch.testing.assert_close(crops.images[i], full.images[i, :, oy : oy + 96, ox : ox + 96], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="crop"):
+        make_dataset(1, 0, 160, crop=40)
