@@ -1,10 +1,19 @@
 """Reference implementations of the graded methods. Instructor-only: never shipped to students.
 
 Conventions (stated once, used by the hidden checks): targets are logits, never softmax; Grad-CAM weights are
-the spatial mean of ``d s_c / d A``; maps are upsampled bilinearly with ``align_corners=False``.
+the spatial mean of ``d s_c / d A``; maps are upsampled bilinearly with ``align_corners=False``; CAM is
+``sum_k w_ck A_k`` at ``relu5_2`` (the tensor GAP consumes), without bias, ReLU or upsampling.
+
+The hidden checks of ``06_gradcam`` (``check_vis_gradcam*``, ``check_class_activation_map*``) run the student's
+function on a hidden model and hidden images (:func:`grader_tests.saliency.calibrated_hidden_model`, sizes other
+than 224, float64 too) and compare with the references here; the side effects (hooks left, ``.grad`` left, train
+mode changed) are separate checks, so each costs its own point.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +21,19 @@ from torch import nn
 
 from helpers.hooks import capture_activations
 from helpers.inference import evaluating
+
+from .common import assert_tensor_close, run_student
+from .saliency import (
+    assert_input_untouched,
+    assert_modes_restored,
+    assert_no_parameter_grads,
+    cached_hidden_images,
+    calibrated_hidden_model,
+    hook_count,
+    modes,
+    run_quietly,
+    tolerance,
+)
 
 
 def _targets(logits: torch.Tensor, target: int | torch.Tensor | None) -> torch.Tensor:
@@ -49,3 +71,145 @@ def grad_cam(
     if upsample:
         cam = F.interpolate(cam[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     return cam
+
+
+def cam(
+    model: nn.Module, images: torch.Tensor, target: int | torch.Tensor | None = None, *, layer: str = "backbone.relu5_2"
+) -> torch.Tensor:
+    """CAM (Zhou et al. 2016) of a GAP + linear head: ``(N, 3, H, W) -> (N, h, w)``, no ReLU, no upsampling.
+
+    ``M_c = sum_k w_ck A_k`` with ``A = layer output`` (the tensor GAP consumes: ``relu5_2``) and
+    ``w = model.fc.weight``; the bias is not part of the map. Hence ``mean_xy M_c + b_c = s_c`` exactly, and
+    Grad-CAM at the same layer is ``ReLU(M_c) / (h w)``. Forward only: no gradient, no ``.grad``.
+    """
+    with evaluating(model), torch.no_grad(), capture_activations(model, [layer]) as saved:
+        logits = model(images)
+    weights = model.fc.weight.detach()[_targets(logits, target)]  # (N, K)
+    return torch.einsum("nk,nkhw->nhw", weights, saved[layer])
+
+
+def class_activation_map(model: nn.Module, img: torch.Tensor, class_idx: int) -> torch.Tensor:
+    """The graded signature: one normalised ``img (3, H, W)`` -> the ``(h, w)`` CAM of ``class_idx``."""
+    return cam(model, img[None], class_idx)[0]
+
+
+def vis_gradcam(vgg: nn.Module, img: torch.Tensor) -> torch.Tensor:
+    """The graded signature: Grad-CAM at ``backbone.bn5_2`` for the top class of ``img (3, H, W)``, bilinearly
+    upsampled to ``(H, W)``."""
+    return grad_cam(vgg, img[None], "backbone.bn5_2")[0]
+
+
+# --- hidden checks -----------------------------------------------------------------------------------------
+
+
+def _cases(dtype: torch.dtype) -> list[tuple[nn.Module, torch.Tensor, int]]:
+    """(model, img (3, H, W), class) the student never saw: sizes other than 224 (multiples of 16, one
+    non-square), other classes, float64."""
+    model = calibrated_hidden_model(dtype)
+    square = cached_hidden_images(2, 64, dtype=dtype)
+    tall = cached_hidden_images(1, 96, seed=7, dtype=dtype)[..., :, 16:80]  # (1, 3, 96, 64)
+    if dtype == torch.float32:
+        return [(model, square[0], 1), (model, square[1], 4), (model, tall[0], 0)]
+    return [(model, cached_hidden_images(1, 80, seed=11, dtype=dtype)[0], 5), (model, tall[0], 2)]
+
+
+def _exploding_model() -> nn.Module:
+    """A hidden model whose forward raises after ``bn5_2`` and ``relu5_2`` ran (its ``fc`` fails)."""
+
+    class Exploding(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("a failure after the target layer")
+
+    model = calibrated_hidden_model()
+    model.fc = Exploding()
+    return model
+
+
+def check_vis_gradcam(student: Callable[..., Any]) -> None:
+    """Values of ``vis_gradcam(vgg, img)`` on hidden models and images (other sizes, non-square, float64)."""
+    for dtype in (torch.float32, torch.float64):
+        for model, img, _ in _cases(dtype):
+            what = f"vis_gradcam(vgg, img) on an image of shape {tuple(img.shape)} ({img.dtype})"
+            actual = run_student(student, model, img.clone(), what=what)
+            expected = vis_gradcam(model, img)
+            assert_tensor_close(actual, expected, what, **tolerance(expected))
+
+
+def check_vis_gradcam_hooks(student: Callable[..., Any]) -> None:
+    """``vis_gradcam`` removes every hook it registers, after a normal call and after a forward that fails."""
+    model, img, _ = _cases(torch.float32)[0]
+    before = hook_count(model)
+    run_student(student, model, img.clone(), what="vis_gradcam")
+    if (left := hook_count(model) - before) > 0:
+        raise AssertionError(
+            f"vis_gradcam leaves {left} hook(s) registered on the model: remove every handle it creates"
+        )
+    broken = _exploding_model()
+    before = hook_count(broken)
+    run_quietly(student, broken, img.clone())
+    if (left := hook_count(broken) - before) > 0:
+        raise AssertionError(
+            f"vis_gradcam leaves {left} hook(s) registered when the forward pass raises: remove them in a "
+            "`finally:` block"
+        )
+
+
+def check_vis_gradcam_no_grads(student: Callable[..., Any]) -> None:
+    """``vis_gradcam`` leaves no ``.grad`` on the parameters and does not touch the caller's image."""
+    model, img, _ = _cases(torch.float32)[1]
+    img = img.clone()
+    original = img.clone()
+    run_student(student, model, img, what="vis_gradcam")
+    assert_no_parameter_grads(model, "vis_gradcam")
+    assert_input_untouched(img, original, "vis_gradcam")
+
+
+def check_vis_gradcam_mode(student: Callable[..., Any]) -> None:
+    """``vis_gradcam`` computes in eval mode and gives each module its mode back."""
+    model, img, _ = _cases(torch.float32)[2]
+    expected = vis_gradcam(model, img)
+    model.train()
+    before = modes(model)
+    actual = run_student(student, model, img.clone(), what="vis_gradcam on a model in train mode")
+    assert_modes_restored(model, before, "vis_gradcam")
+    assert_tensor_close(
+        actual, expected, "vis_gradcam on a model in train mode (compute in eval mode: BatchNorm must use its "
+        "running statistics)", **tolerance(expected)
+    )
+
+
+def check_class_activation_map(student: Callable[..., Any]) -> None:
+    """Values of ``class_activation_map(model, img, class_idx)`` on hidden models and images (float64 too)."""
+    for dtype in (torch.float32, torch.float64):
+        for model, img, class_idx in _cases(dtype):
+            shape = tuple(img.shape)
+            what = f"class_activation_map(model, img, {class_idx}) on an image of shape {shape} ({img.dtype})"
+            actual = run_student(student, model, img.clone(), class_idx, what=what)
+            expected = class_activation_map(model, img, class_idx)
+            assert_tensor_close(actual, expected, what, **tolerance(expected))
+
+
+def check_class_activation_map_side_effects(student: Callable[..., Any]) -> None:
+    """``class_activation_map`` removes its hooks (also when the forward fails), computes in eval mode and
+    restores each module's mode."""
+    model, img, class_idx = _cases(torch.float32)[1]
+    expected = class_activation_map(model, img, class_idx)
+    hooks = hook_count(model)
+    model.train()
+    before = modes(model)
+    actual = run_student(student, model, img.clone(), class_idx, what="class_activation_map on a model in train mode")
+    if (left := hook_count(model) - hooks) > 0:
+        raise AssertionError(f"class_activation_map leaves {left} hook(s) registered on the model")
+    assert_modes_restored(model, before, "class_activation_map")
+    assert_tensor_close(
+        actual, expected, "class_activation_map on a model in train mode (compute in eval mode: BatchNorm must use "
+        "its running statistics)", **tolerance(expected)
+    )
+    broken = _exploding_model()
+    hooks = hook_count(broken)
+    run_quietly(student, broken, img.clone(), class_idx)
+    if (left := hook_count(broken) - hooks) > 0:
+        raise AssertionError(
+            f"class_activation_map leaves {left} hook(s) registered when the forward pass raises: remove them in a "
+            "`finally:` block"
+        )
