@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -60,13 +61,18 @@ def make_dataset(
         raise ValueError(f"need n >= 0, start >= 0 and size >= 16, got n={n}, start={start}, size={size}")
     if crop is not None and not 2 * MAX_RADIUS * size < crop <= size:
         raise ValueError(f"crop must lie in ({2 * MAX_RADIUS * size:.0f}, {size}] to hold every object, got {crop}")
+    return _draw(seed, range(start, start + n), size, crop, noise)
+
+
+def _draw(seed: int, indices: Sequence[int], size: int, crop: int | None, noise: float) -> ShapesBatch:
+    """Render the images ``indices`` of ``seed``, chunk by chunk (the pixel noise is large)."""
     out = crop or size
-    images = torch.empty(n, 3, out, out)
-    masks = torch.empty(n, out, out, dtype=torch.bool)
-    labels = torch.empty(n, dtype=torch.long)
-    for first in range(0, n, _CHUNK):  # sample and render chunk by chunk: the pixel noise is large
-        rows = slice(first, min(first + _CHUNK, n))
-        params = [_sample_scene(_generator(seed, start + i), size, crop) for i in range(rows.start, rows.stop)]
+    images = torch.empty(len(indices), 3, out, out)
+    masks = torch.empty(len(indices), out, out, dtype=torch.bool)
+    labels = torch.empty(len(indices), dtype=torch.long)
+    for first in range(0, len(indices), _CHUNK):
+        rows = slice(first, min(first + _CHUNK, len(indices)))
+        params = [_sample_scene(_generator(seed, i), size, crop) for i in indices[rows]]
         pixels, masks[rows] = _render(params, size, out, noise)
         images[rows] = normalize(pixels)
         labels[rows] = torch.tensor([p["label"] for p in params])
@@ -78,9 +84,12 @@ DEMO_SEED = 2024
 
 def load_demo(size: int = IMAGE_SIZE) -> ShapesBatch:
     """The notebooks' fixed demo set: one image per class, in the order of :data:`CLASSES`."""
-    candidates = make_dataset(12 * len(CLASSES), DEMO_SEED, size)
-    first = [int((candidates.labels == c).nonzero()[0]) for c in range(len(CLASSES))]
-    return ShapesBatch(*(t[first] for t in candidates))
+    first = {}
+    for index in range(1000):  # a label is the first draw of an image's generator: no rendering needed
+        first.setdefault(_sample_label(_generator(DEMO_SEED, index)), index)
+        if len(first) == len(CLASSES):
+            break
+    return _draw(DEMO_SEED, [first[c] for c in range(len(CLASSES))], size, None, 0.03)
 
 
 # --- sampling -------------------------------------------------------------------------------------------
@@ -101,9 +110,13 @@ def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tens
     return v.unsqueeze(-1) - (v * s).unsqueeze(-1) * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
 
 
+def _sample_label(g: torch.Generator) -> int:
+    return int(torch.randint(len(CLASSES), (1,), generator=g))
+
+
 def _sample_scene(g: torch.Generator, size: int, crop: int | None = None) -> dict[str, torch.Tensor | int]:
     """All random choices of one image, in units of the image side (coordinates in [0, 1])."""
-    label = int(torch.randint(len(CLASSES), (1,), generator=g))
+    label = _sample_label(g)
     radius = _uniform(g, MIN_RADIUS, MAX_RADIUS)
     centre = _uniform(g, 0, 1, 2) * (1 - 2 * radius) + radius
     hue = _uniform(g, 0, 1)

@@ -5,7 +5,7 @@ Three models share one backbone:
 * :class:`VGG11Backbone`: the convolutional part, an ``nn.Sequential`` whose children carry the seed's
   names (``conv1, bn1, relu1, pool1, conv2, ..., conv5_2, bn5_2, relu5_2, pool5``).
 * :class:`VGG11Classification`: the seed's full model, backbone + ``512*7*7 -> 4096 -> 4096 -> classes``.
-  Kept as an architecture (parameter counting, ImageNet weights), not embedded: it has ~129M parameters.
+  Kept as an architecture (parameter counting, ImageNet weights), not embedded: it has 132,868,840 parameters.
 * :class:`VGG11GAP`: the embedded course model, backbone without ``pool5`` + global average pooling + one
   linear layer. For this head CAM is exact: ``s_c = mean_xy(sum_k w_ck A_k(x, y)) + b_c``.
 

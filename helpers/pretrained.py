@@ -16,7 +16,7 @@ from .data import CLASSES
 from .models import VGG11Classification, VGG11GAP, torchvision_to_seed_names
 
 CHECKPOINT = Path(__file__).parent / "weights" / "vgg11_shapes.pt"
-CHECKPOINT_SHA256 = "aae6cd0a66074440c1fa0c816baa993b7677715ded3e62e5ae923663dde025da"
+CHECKPOINT_SHA256 = "e789be4eb1e079d5890f335910a4e44cdcba4da6848c47048e4941b6d86d532b"
 """Written by ``python -m helpers.train --out helpers/weights/vgg11_shapes.pt``; a mismatch fails loudly."""
 
 

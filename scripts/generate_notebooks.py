@@ -10,6 +10,7 @@ locked and checksummed. The options let the tests generate into a scratch folder
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def generate(release_dir: Path | None = None, db_url: str | None = None) -> None
         overrides.CourseDirectory.db_url = db_url
     config.merge(overrides)
     (ROOT / "build").mkdir(exist_ok=True)
+    # nbgrader runs `alembic` as a subprocess to create a new gradebook: find the one next to this Python
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
     for assignment in assignments():
         result = api.generate_assignment(assignment, force=True)

@@ -85,3 +85,16 @@ def test_crops_are_windows_of_the_full_scenes_holding_the_whole_object():
         torch.testing.assert_close(crops.images[i], full.images[i, :, oy : oy + 96, ox : ox + 96], atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="crop"):
         make_dataset(1, 0, 160, crop=40)
+
+
+def test_dilate_grows_a_point_into_a_square_and_pointing_game_uses_it():
+    from helpers.metrics import dilate, pointing_game
+
+    masks = torch.zeros(1, 9, 9, dtype=torch.bool)
+    masks[0, 4, 4] = True
+    grown = dilate(masks, 2)
+    assert grown.sum() == 25 and grown[0, 2:7, 2:7].all()
+    heat = torch.zeros(1, 9, 9)
+    heat[0, 1, 4] = 1.0  # three pixels above the object
+    assert not pointing_game(heat, masks, tolerance=2).item()
+    assert pointing_game(heat, masks, tolerance=3).item()
