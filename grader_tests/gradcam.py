@@ -22,16 +22,17 @@ from torch import nn
 from helpers.hooks import capture_activations
 from helpers.inference import evaluating
 
-from .common import assert_tensor_close, run_student
-from .saliency import (
+from .common import (
     assert_input_untouched,
     assert_modes_restored,
     assert_no_parameter_grads,
+    assert_tensor_close,
     cached_hidden_images,
     calibrated_hidden_model,
     hook_count,
     modes,
     run_quietly,
+    run_student,
     tolerance,
 )
 

@@ -13,7 +13,6 @@ than 224 (one non-square), in float32 and float64. The side-effect checks (:func
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +21,17 @@ from torch import nn
 
 from helpers.inference import evaluating
 
-from .common import HIDDEN_SEED, assert_tensor_close, hidden_images, hidden_model, quiet, run_student
+from .common import (
+    assert_input_untouched,
+    assert_modes_restored,
+    assert_no_parameter_grads,
+    assert_tensor_close,
+    cached_hidden_images,
+    calibrated_hidden_model,
+    modes,
+    run_student,
+    tolerance,
+)
 
 # --- reference --------------------------------------------------------------------------------------------
 
@@ -56,104 +65,7 @@ def saliency_map(model: nn.Module, image: torch.Tensor, class_idx: int) -> torch
     return saliency(model, image[None], class_idx)[0]
 
 
-# --- shared side-effect checks ----------------------------------------------------------------------------
-
-
-def hook_count(model: nn.Module) -> int:
-    """Hooks registered on ``model``'s modules plus global module hooks (forward, pre-forward, backward)."""
-    from torch.nn.modules import module as module_globals  # noqa: PLC0415
-
-    per_module = sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) + len(m._backward_pre_hooks)
-        for m in model.modules()
-    )
-    global_hooks = sum(
-        len(getattr(module_globals, name, {}))
-        for name in (
-            "_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks", "_global_backward_pre_hooks"
-        )
-    )
-    return per_module + global_hooks
-
-
-def assert_no_parameter_grads(model: nn.Module, what: str) -> None:
-    """Every parameter's ``.grad`` is ``None`` (or all zeros: ``zero_grad(set_to_none=False)`` is fine too)."""
-    left = [name for name, p in model.named_parameters() if p.grad is not None and bool(p.grad.ne(0).any())]
-    if left:
-        raise AssertionError(
-            f"{what} leaves gradients in the .grad of {len(left)} model parameter(s) (e.g. {left[0]}): "
-            "compute the gradient you need with torch.autograd.grad, which writes no .grad"
-        )
-
-
-def modes(model: nn.Module) -> list[bool]:
-    return [module.training for module in model.modules()]
-
-
-def assert_modes_restored(model: nn.Module, before: list[bool], what: str) -> None:
-    if modes(model) != before:
-        raise AssertionError(
-            f"{what} changes the model's train/eval mode: compute in eval mode but give the caller back the mode "
-            "it had (helpers.evaluating(model) does both)"
-        )
-
-
-def assert_input_untouched(image: torch.Tensor, original: torch.Tensor, what: str) -> None:
-    if image.requires_grad or image.grad is not None:
-        raise AssertionError(f"{what} turns on requires_grad (or leaves a .grad) on the caller's image: work on a copy")
-    if not torch.equal(image, original):
-        raise AssertionError(f"{what} changes the values of the caller's image")
-
-
 # --- hidden checks -----------------------------------------------------------------------------------------
-
-
-def calibrated_hidden_model(dtype: torch.dtype = torch.float32, seed: int = 5) -> nn.Module:
-    """:func:`~grader_tests.common.hidden_model` with He-initialised convs, a unit-scale head and BatchNorm
-    statistics measured on hidden images, in eval mode.
-
-    The plain hidden model (default init, arbitrary running statistics) is nearly constant: its logits barely
-    depend on the image and its Grad-CAM maps are negative everywhere, so after the ReLU every map is zero and
-    a check could not tell a right answer from a wrong one. Here logits differ by several units, maps change
-    sign, and the BatchNorm layers still have non-trivial affine parameters.
-    """
-    model = hidden_model()
-    model.load_state_dict(_calibrated_state(seed))
-    return model.to(dtype).eval()
-
-
-@functools.lru_cache(maxsize=4)
-def _calibrated_state(seed: int) -> dict[str, torch.Tensor]:
-    model = hidden_model()
-    with torch.random.fork_rng(), torch.no_grad():
-        torch.manual_seed(seed)
-        for module in model.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                nn.init.normal_(module.bias, 0, 0.1)
-            elif isinstance(module, nn.BatchNorm2d):
-                module.reset_running_stats()
-                module.momentum = None  # cumulative average over the calibration pass
-        nn.init.normal_(model.fc.weight, 0, 1)
-        nn.init.normal_(model.fc.bias, 0, 0.1)
-        model.train()
-        model(_images(16, 64, 3))
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.momentum = 0.1
-    return {key: value.clone() for key, value in model.state_dict().items()}
-
-
-@functools.lru_cache(maxsize=8)
-def _images(n: int, size: int, seed: int) -> torch.Tensor:
-    return hidden_images(n, size, seed=seed)
-
-
-def cached_hidden_images(
-    n: int, size: int, seed: int = HIDDEN_SEED, dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
-    """:func:`~grader_tests.common.hidden_images`, rendered once per process (a fresh copy each call)."""
-    return _images(n, size, seed).to(dtype, copy=True)
 
 
 def _cases(dtype: torch.dtype) -> list[tuple[nn.Module, torch.Tensor, int]]:
@@ -164,14 +76,6 @@ def _cases(dtype: torch.dtype) -> list[tuple[nn.Module, torch.Tensor, int]]:
     if dtype == torch.float32:
         return [(model, square[0], 0), (model, square[1], 3), (model, tall[0], 5)]
     return [(model, square[1], 2), (model, tall[0], 4)]
-
-
-def tolerance(expected: torch.Tensor) -> dict[str, float]:
-    """Relative to the reference's scale, so tiny gradients of a random model are compared meaningfully."""
-    scale = float(expected.abs().max())
-    if expected.dtype == torch.float64:
-        return {"rtol": 1e-7, "atol": 1e-9 * scale}
-    return {"rtol": 1e-4, "atol": 1e-5 * scale}
 
 
 def _student_gradient(student: Callable[..., Any], model: nn.Module, image: torch.Tensor, class_idx: int) -> Any:
@@ -256,12 +160,3 @@ def check_saliency_map_side_effects(student: Callable[..., Any]) -> None:
     )
     assert_no_parameter_grads(model, what)
     assert_input_untouched(image, original, what)
-
-
-def run_quietly(function: Callable[..., Any], *args: Any) -> None:
-    """Call ``function`` and swallow any exception quietly (the hook checks provoke failures on purpose)."""
-    try:
-        with quiet():
-            function(*args)
-    except Exception:  # noqa: BLE001, S110 - the failure is the point; what it leaves behind is checked
-        pass

@@ -14,7 +14,7 @@ from torch import nn
 
 from grader_tests import gradcam as G
 from grader_tests.common import hidden_images
-from grader_tests.saliency import calibrated_hidden_model, hook_count
+from grader_tests.common import calibrated_hidden_model, hook_count
 from helpers.data import load_demo
 from helpers.hooks import capture_activations
 from helpers.inference import evaluating, predict

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from grader_tests import saliency as S
+from grader_tests import common
 from grader_tests.common import hidden_images
 from helpers.data import load_demo
 from helpers.inference import evaluating
@@ -317,25 +318,25 @@ def test_side_effect_check_rejects_side_effects_that_the_value_check_accepts(stu
 
 def test_calibrated_hidden_model_discriminates():
     """The hidden model's logits depend on the image and its saliency is far from constant."""
-    model = S.calibrated_hidden_model()
+    model = common.calibrated_hidden_model()
     images = hidden_images(4, 64)
     logits = model(images)
     assert logits.std(0).min() > 0.1 and (logits.amax(1) - logits.amin(1)).min() > 1
     map_ = S.saliency_map(model, images[0], 0)
     assert map_.std() > 0.1 * map_.mean()
-    assert S.hook_count(model) == 0 and not model.training
+    assert common.hook_count(model) == 0 and not model.training
 
 
 def test_hook_count_sees_module_and_global_hooks():
-    model = S.calibrated_hidden_model()
+    model = common.calibrated_hidden_model()
     handles = [
         model.backbone.bn5_2.register_forward_hook(lambda *a: None),
         model.fc.register_forward_pre_hook(lambda *a: None),
         torch.nn.modules.module.register_module_forward_hook(lambda *a: None),
     ]
     try:
-        assert S.hook_count(model) == 3
+        assert common.hook_count(model) == 3
     finally:
         for handle in handles:
             handle.remove()
-    assert S.hook_count(model) == 0
+    assert common.hook_count(model) == 0
