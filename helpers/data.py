@@ -128,7 +128,7 @@ def _sample_scene(g: torch.Generator, size: int, crop: int | None = None) -> dic
     texture = _uniform(g, -0.12, 0.12, 3, 6, 6)
     grating = torch.cat([_uniform(g, 0, 0.08), _uniform(g, 6, 20), _uniform(g, 0, math.pi), _uniform(g, 0, 2 * math.pi)])
     # distractors: line segments (any colour, the object's included) and small blobs
-    lines = torch.cat([_uniform(g, 0, 1, N_LINES, 4), _uniform(g, 1.5, 3.5, N_LINES, 1) / 224], dim=1)
+    lines = torch.cat([_uniform(g, 0, 1, N_LINES, 4), _uniform(g, 1.5, 3.5, N_LINES, 1) / 224], dim=1)  # 1.5-3.5 px wide at 224
     line_colours = torch.rand(N_LINES, 3, generator=g)
     blobs = torch.cat([_uniform(g, 0, 1, N_BLOBS, 2), _uniform(g, 0.012, 0.035, N_BLOBS, 1)], dim=1)
     blob_colours = torch.rand(N_BLOBS, 3, generator=g)
