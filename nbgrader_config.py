@@ -16,3 +16,8 @@ c.CourseDirectory.db_url = f"sqlite:///{ROOT / 'build' / 'gradebook.db'}"
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# A warning on stderr must not cost points (nbgrader scores any stderr output of a test cell as 0):
+# drop stderr outputs that are Python warnings before grading.
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = r"\w+Warning: "
