@@ -42,3 +42,4 @@ def test_save_and_load_round_trip(tmp_path, small_model):
     loaded = load_pretrained(path, expected_sha256=digest)
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(loaded(x), small_model(x))
+    assert save_checkpoint(small_model, tmp_path / "other_name.pt", note="test") == digest  # bytes: weights only
