@@ -40,8 +40,7 @@ from .common import (
 def _targets(logits: torch.Tensor, target: int | torch.Tensor | None) -> torch.Tensor:
     if target is None:
         return logits.argmax(1)
-    target = torch.as_tensor(target, device=logits.device).long().expand(logits.shape[0])
-    return target
+    return torch.as_tensor(target, device=logits.device).long().expand(logits.shape[0])
 
 
 def grad_cam(

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from .data import CLASSES, IMAGE_SIZE, make_dataset
 from .models import VGG11GAP
+from .pretrained import save_checkpoint
 
 TRAIN_SEED = 0
 """Seed of the training images; evaluation uses other seeds (see ``helpers.pretrained``)."""
@@ -78,8 +79,6 @@ def main() -> None:
     start = time.perf_counter()
     config = TrainConfig()
     model = train(config)
-    from .pretrained import save_checkpoint  # noqa: PLC0415
-
     digest = save_checkpoint(model, args.out, config=dataclasses.asdict(config))
     print(f"trained in {time.perf_counter() - start:.0f} s; wrote {args.out} (sha256 {digest})")
 

@@ -98,3 +98,12 @@ def test_dilate_grows_a_point_into_a_square_and_pointing_game_uses_it():
     heat[0, 1, 4] = 1.0  # three pixels above the object
     assert not pointing_game(heat, masks, tolerance=2).item()
     assert pointing_game(heat, masks, tolerance=3).item()
+
+
+def test_energy_in_mask_is_the_share_of_positive_heat_on_the_object():
+    from helpers.metrics import energy_in_mask
+
+    masks = torch.zeros(3, 2, 2, dtype=torch.bool)
+    masks[:, 0, 0] = True
+    heat = torch.tensor([[[3.0, 1.0], [0.0, 0.0]], [[-5.0, 1.0], [1.0, 2.0]], [[0.0, 0.0], [0.0, 0.0]]])
+    torch.testing.assert_close(energy_in_mask(heat, masks), torch.tensor([0.75, 0.0, 0.0]))
