@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -14,6 +11,8 @@ from torch import nn
 
 from helpers.data import make_dataset
 from helpers.models import VGG11GAP
+
+from .recording import Foreign, Recorded, quiet, restore, snapshot
 
 HIDDEN_SEED = 90210
 """Seed of the hidden inputs; the notebooks' visible checks use the demo set and the embedded model."""
@@ -38,14 +37,6 @@ def hidden_images(n: int = 2, size: int = 64, seed: int = HIDDEN_SEED, dtype: to
     return make_dataset(n, seed, size).images.to(dtype)
 
 
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Run student code without warnings or prints reaching stderr/stdout (nbgrader scores any stderr as 0)."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
-
-
 def run_student(function: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
     """Call the student's function quietly; turn any exception into an AssertionError that says where."""
     try:
@@ -59,8 +50,11 @@ def run_student(function: Callable[..., Any], *args: Any, what: str, **kwargs: A
 
 def assert_tensor_close(actual: Any, expected: torch.Tensor, what: str, *, rtol: float = 1e-4, atol: float = 1e-5) -> None:
     """Compare a student's tensor with the reference; the message names the problem, not the answer."""
+    if isinstance(actual, Recorded):
+        actual = actual.tensor
     if not isinstance(actual, torch.Tensor):
-        raise AssertionError(f"{what} should be a torch.Tensor, got {type(actual).__name__}")
+        name = actual.type_name if isinstance(actual, Foreign) else type(actual).__name__
+        raise AssertionError(f"{what} should be a torch.Tensor, got {name}")
     if tuple(actual.shape) != tuple(expected.shape):
         raise AssertionError(f"{what} has shape {tuple(actual.shape)}, expected {tuple(expected.shape)}")
     if not actual.is_floating_point():
@@ -144,7 +138,7 @@ def run_quietly(function: Callable[..., Any], *args: Any) -> None:
 
 def hook_count(model: nn.Module) -> int:
     """Hooks registered on ``model``'s modules plus global module hooks (forward, pre-forward, backward)."""
-    from torch.nn.modules import module as module_globals  # noqa: PLC0415
+    from torch.nn.modules import module as module_globals
 
     per_module = sum(
         len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) + len(m._backward_pre_hooks)
@@ -159,9 +153,14 @@ def hook_count(model: nn.Module) -> int:
     return per_module + global_hooks
 
 
-def assert_no_parameter_grads(model: nn.Module, what: str) -> None:
-    """Every parameter's ``.grad`` is ``None`` (or all zeros: ``zero_grad(set_to_none=False)`` is fine too)."""
-    left = [name for name, p in model.named_parameters() if p.grad is not None and bool(p.grad.ne(0).any())]
+def gradient_sizes(model: nn.Module) -> dict[str, float]:
+    """Probe side: the largest ``|.grad|`` of each parameter (0.0 where ``.grad`` is None)."""
+    return {name: 0.0 if p.grad is None else float(p.grad.detach().abs().max()) for name, p in model.named_parameters()}
+
+
+def assert_no_parameter_grads(sizes: dict[str, float], what: str) -> None:
+    """Judge side: every ``.grad`` is ``None`` or zero (``zero_grad(set_to_none=False)`` is fine too)."""
+    left = [name for name, size in sizes.items() if size != 0]
     if left:
         raise AssertionError(
             f"{what} leaves gradients in the .grad of {len(left)} model parameter(s) (e.g. {left[0]}): "
@@ -170,19 +169,27 @@ def assert_no_parameter_grads(model: nn.Module, what: str) -> None:
 
 
 def modes(model: nn.Module) -> list[bool]:
+    """Probe side: each module's train flag."""
     return [module.training for module in model.modules()]
 
 
-def assert_modes_restored(model: nn.Module, before: list[bool], what: str) -> None:
-    if modes(model) != before:
+def assert_modes_restored(after: list[bool], before: list[bool], what: str) -> None:
+    if list(after) != list(before):
         raise AssertionError(
             f"{what} changes the model's train/eval mode: compute in eval mode but give the caller back the mode "
             "it had (helpers.evaluating(model) does both)"
         )
 
 
-def assert_input_untouched(image: torch.Tensor, original: torch.Tensor, what: str) -> None:
-    if image.requires_grad or image.grad is not None:
+def input_state(image: torch.Tensor) -> dict[str, Any]:
+    """Probe side: the caller's image after the student's call (values, requires_grad, .grad)."""
+    return {"image": snapshot(image), "has_grad": image.grad is not None}
+
+
+def assert_input_untouched(state: dict[str, Any], original: torch.Tensor, what: str) -> None:
+    """Judge side of :func:`input_state`, against the trusted original image."""
+    image = restore(state["image"])
+    if image.requires_grad or state["has_grad"]:
         raise AssertionError(f"{what} turns on requires_grad (or leaves a .grad) on the caller's image: work on a copy")
-    if not torch.equal(image, original):
+    if image.tensor.shape != original.shape or not torch.equal(image.tensor, original):
         raise AssertionError(f"{what} changes the values of the caller's image")

@@ -29,12 +29,15 @@ from .common import (
     assert_tensor_close,
     cached_hidden_images,
     calibrated_hidden_model,
+    gradient_sizes,
     hook_count,
+    input_state,
     modes,
-    run_quietly,
-    run_student,
     tolerance,
 )
+from .recording import Observations, call, hidden_check, returned
+
+DTYPES = (torch.float32, torch.float64)
 
 
 def _targets(logits: torch.Tensor, target: int | torch.Tensor | None) -> torch.Tensor:
@@ -125,90 +128,132 @@ def _exploding_model() -> nn.Module:
     return model
 
 
-def check_vis_gradcam(student: Callable[..., Any]) -> None:
+def _probe_vis_gradcam(student: Callable[..., Any]) -> Observations:
+    return {"maps": [call(student, model, img.clone()) for dtype in DTYPES for model, img, _ in _cases(dtype)]}
+
+
+@hidden_check(_probe_vis_gradcam)
+def check_vis_gradcam(observations: Observations) -> None:
     """Values of ``vis_gradcam(vgg, img)`` on hidden models and images (other sizes, non-square, float64)."""
-    for dtype in (torch.float32, torch.float64):
-        for model, img, _ in _cases(dtype):
-            what = f"vis_gradcam(vgg, img) on an image of shape {tuple(img.shape)} ({img.dtype})"
-            actual = run_student(student, model, img.clone(), what=what)
-            expected = vis_gradcam(model, img)
-            assert_tensor_close(actual, expected, what, **tolerance(expected))
+    cases = [(model, img) for dtype in DTYPES for model, img, _ in _cases(dtype)]
+    for (model, img), outcome in zip(cases, observations["maps"], strict=True):
+        what = f"vis_gradcam(vgg, img) on an image of shape {tuple(img.shape)} ({img.dtype})"
+        expected = vis_gradcam(model, img)
+        assert_tensor_close(returned(outcome, what), expected, what, **tolerance(expected))
 
 
-def check_vis_gradcam_hooks(student: Callable[..., Any]) -> None:
-    """``vis_gradcam`` removes every hook it registers, after a normal call and after a forward that fails."""
-    model, img, _ = _cases(torch.float32)[0]
+def _hooks_left(student: Callable[..., Any], model: nn.Module, *args: Any) -> tuple[dict[str, Any], int]:
+    """Call the student's function; its outcome and how many hooks it left on ``model``."""
     before = hook_count(model)
-    run_student(student, model, img.clone(), what="vis_gradcam")
-    if (left := hook_count(model) - before) > 0:
+    outcome = call(student, model, *args)
+    return outcome, hook_count(model) - before
+
+
+def _probe_vis_gradcam_hooks(student: Callable[..., Any]) -> Observations:
+    model, img, _ = _cases(torch.float32)[0]
+    outcome, left = _hooks_left(student, model, img.clone())
+    _, left_after_failure = _hooks_left(student, _exploding_model(), img.clone())
+    return {"call": outcome, "left": left, "left_after_failure": left_after_failure}
+
+
+@hidden_check(_probe_vis_gradcam_hooks)
+def check_vis_gradcam_hooks(observations: Observations) -> None:
+    """``vis_gradcam`` removes every hook it registers, after a normal call and after a forward that fails."""
+    returned(observations["call"], "vis_gradcam")
+    if (left := observations["left"]) > 0:
         raise AssertionError(
             f"vis_gradcam leaves {left} hook(s) registered on the model: remove every handle it creates"
         )
-    broken = _exploding_model()
-    before = hook_count(broken)
-    run_quietly(student, broken, img.clone())
-    if (left := hook_count(broken) - before) > 0:
+    if (left := observations["left_after_failure"]) > 0:
         raise AssertionError(
             f"vis_gradcam leaves {left} hook(s) registered when the forward pass raises: remove them in a "
             "`finally:` block"
         )
 
 
-def check_vis_gradcam_no_grads(student: Callable[..., Any]) -> None:
-    """``vis_gradcam`` leaves no ``.grad`` on the parameters and does not touch the caller's image."""
+def _probe_vis_gradcam_no_grads(student: Callable[..., Any]) -> Observations:
     model, img, _ = _cases(torch.float32)[1]
     img = img.clone()
-    original = img.clone()
-    run_student(student, model, img, what="vis_gradcam")
-    assert_no_parameter_grads(model, "vis_gradcam")
-    assert_input_untouched(img, original, "vis_gradcam")
+    outcome = call(student, model, img)
+    return {"call": outcome, "grads": gradient_sizes(model), "input": input_state(img)}
 
 
-def check_vis_gradcam_mode(student: Callable[..., Any]) -> None:
+@hidden_check(_probe_vis_gradcam_no_grads)
+def check_vis_gradcam_no_grads(observations: Observations) -> None:
+    """``vis_gradcam`` leaves no ``.grad`` on the parameters and does not touch the caller's image."""
+    _, img, _ = _cases(torch.float32)[1]
+    returned(observations["call"], "vis_gradcam")
+    assert_no_parameter_grads(observations["grads"], "vis_gradcam")
+    assert_input_untouched(observations["input"], img, "vis_gradcam")
+
+
+def _in_train_mode(student: Callable[..., Any], model: nn.Module, *args: Any) -> Observations:
+    """Call the student's function on ``model`` in train mode: outcome, modes before and after, hooks left."""
+    model.train()
+    before, hooks = modes(model), hook_count(model)
+    outcome = call(student, model, *args)
+    return {"call": outcome, "before": before, "after": modes(model), "hooks_left": hook_count(model) - hooks}
+
+
+def _probe_vis_gradcam_mode(student: Callable[..., Any]) -> Observations:
+    model, img, _ = _cases(torch.float32)[2]
+    return _in_train_mode(student, model, img.clone())
+
+
+@hidden_check(_probe_vis_gradcam_mode)
+def check_vis_gradcam_mode(observations: Observations) -> None:
     """``vis_gradcam`` computes in eval mode and gives each module its mode back."""
     model, img, _ = _cases(torch.float32)[2]
     expected = vis_gradcam(model, img)
-    model.train()
-    before = modes(model)
-    actual = run_student(student, model, img.clone(), what="vis_gradcam on a model in train mode")
-    assert_modes_restored(model, before, "vis_gradcam")
+    actual = returned(observations["call"], "vis_gradcam on a model in train mode")
+    assert_modes_restored(observations["after"], observations["before"], "vis_gradcam")
     assert_tensor_close(
         actual, expected, "vis_gradcam on a model in train mode (compute in eval mode: BatchNorm must use its "
         "running statistics)", **tolerance(expected)
     )
 
 
-def check_class_activation_map(student: Callable[..., Any]) -> None:
+def _probe_class_activation_map(student: Callable[..., Any]) -> Observations:
+    return {
+        "maps": [
+            call(student, model, img.clone(), class_idx) for dtype in DTYPES for model, img, class_idx in _cases(dtype)
+        ]
+    }
+
+
+@hidden_check(_probe_class_activation_map)
+def check_class_activation_map(observations: Observations) -> None:
     """Values of ``class_activation_map(model, img, class_idx)`` on hidden models and images (float64 too)."""
-    for dtype in (torch.float32, torch.float64):
-        for model, img, class_idx in _cases(dtype):
-            shape = tuple(img.shape)
-            what = f"class_activation_map(model, img, {class_idx}) on an image of shape {shape} ({img.dtype})"
-            actual = run_student(student, model, img.clone(), class_idx, what=what)
-            expected = class_activation_map(model, img, class_idx)
-            assert_tensor_close(actual, expected, what, **tolerance(expected))
+    cases = [case for dtype in DTYPES for case in _cases(dtype)]
+    for (model, img, class_idx), outcome in zip(cases, observations["maps"], strict=True):
+        shape = tuple(img.shape)
+        what = f"class_activation_map(model, img, {class_idx}) on an image of shape {shape} ({img.dtype})"
+        expected = class_activation_map(model, img, class_idx)
+        assert_tensor_close(returned(outcome, what), expected, what, **tolerance(expected))
 
 
-def check_class_activation_map_side_effects(student: Callable[..., Any]) -> None:
+def _probe_class_activation_map_side_effects(student: Callable[..., Any]) -> Observations:
+    model, img, class_idx = _cases(torch.float32)[1]
+    observations = _in_train_mode(student, model, img.clone(), class_idx)
+    _, observations["left_after_failure"] = _hooks_left(student, _exploding_model(), img.clone(), class_idx)
+    return observations
+
+
+@hidden_check(_probe_class_activation_map_side_effects)
+def check_class_activation_map_side_effects(observations: Observations) -> None:
     """``class_activation_map`` removes its hooks (also when the forward fails), computes in eval mode and
     restores each module's mode."""
     model, img, class_idx = _cases(torch.float32)[1]
     expected = class_activation_map(model, img, class_idx)
-    hooks = hook_count(model)
-    model.train()
-    before = modes(model)
-    actual = run_student(student, model, img.clone(), class_idx, what="class_activation_map on a model in train mode")
-    if (left := hook_count(model) - hooks) > 0:
+    actual = returned(observations["call"], "class_activation_map on a model in train mode")
+    if (left := observations["hooks_left"]) > 0:
         raise AssertionError(f"class_activation_map leaves {left} hook(s) registered on the model")
-    assert_modes_restored(model, before, "class_activation_map")
+    assert_modes_restored(observations["after"], observations["before"], "class_activation_map")
     assert_tensor_close(
         actual, expected, "class_activation_map on a model in train mode (compute in eval mode: BatchNorm must use "
         "its running statistics)", **tolerance(expected)
     )
-    broken = _exploding_model()
-    hooks = hook_count(broken)
-    run_quietly(student, broken, img.clone(), class_idx)
-    if (left := hook_count(broken) - hooks) > 0:
+    if (left := observations["left_after_failure"]) > 0:
         raise AssertionError(
             f"class_activation_map leaves {left} hook(s) registered when the forward pass raises: remove them in a "
             "`finally:` block"
