@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: course test env measure notebooks walkthrough benchmark train clean
+.PHONY: course test env measure notebooks walkthrough benchmark train release clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ benchmark: env
 # Retrain the embedded model from scratch into build/, not over the packaged one.
 train: env
 	$(PY) -m helpers.train --out build/vgg11_shapes.pt
+
+# The zip students get: build/release/visualizing-cnns-student.zip (notebooks/, helpers/, README, set-up files).
+release: env
+	$(PY) scripts/release.py
 
 clean:
 	rm -rf build

@@ -1,0 +1,177 @@
+"""The student zip of ``make release`` (scripts/release.py): what it holds, what it never holds, reproducibility."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TOP = "visualizing-cnns/"
+FORBIDDEN = ("BEGIN HIDDEN TESTS", "BEGIN SOLUTION", "grader_tests")
+
+
+def _load_release() -> ModuleType:
+    """scripts/ is not a package: import scripts/release.py from its path."""
+    spec = importlib.util.spec_from_file_location("release", ROOT / "scripts" / "release.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+release = _load_release()
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*/*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return release.build_release(tmp_path_factory.mktemp("release") / "student.zip")
+
+
+@pytest.fixture(scope="module")
+def members(built: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(built) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def test_one_top_folder_sorted_entries(built: Path, members: dict[str, bytes]) -> None:
+    assert members and all(name.startswith(TOP) for name in members)
+    with zipfile.ZipFile(built) as archive:
+        names = archive.namelist()
+        assert names == sorted(names)
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_the_six_notebooks_exactly_as_committed(members: dict[str, bytes]) -> None:
+    assert len(NOTEBOOKS) == 6
+    zipped = sorted(name for name in members if name.endswith(".ipynb"))
+    assert zipped == [TOP + path.relative_to(ROOT).as_posix() for path in NOTEBOOKS]
+    for path in NOTEBOOKS:
+        assert members[TOP + path.relative_to(ROOT).as_posix()] == path.read_bytes(), path
+
+
+def test_helpers_weights_and_set_up_files(members: dict[str, bytes]) -> None:
+    for name in (
+        "helpers/__init__.py",
+        "helpers/environment.py",
+        "helpers/weights/vgg11_shapes.pt",
+        "README.md",
+        "environment.yml",
+        "pyproject.toml",
+    ):
+        assert TOP + name in members, name
+    assert members[TOP + "helpers/weights/vgg11_shapes.pt"] == (ROOT / "helpers/weights/vgg11_shapes.pt").read_bytes()
+    assert members[TOP + "README.md"] == (ROOT / "docs/student_README.md").read_bytes()
+    assert members[TOP + "environment.yml"] == (ROOT / "environment.yml").read_bytes()
+
+
+def test_nothing_for_instructors_only(members: dict[str, bytes]) -> None:
+    tops = {name.removeprefix(TOP).split("/")[0] for name in members}
+    assert tops == {"notebooks", "helpers", "README.md", "environment.yml", "pyproject.toml"}
+    for name in members:
+        parts = name.split("/")
+        assert "__pycache__" not in parts and not name.endswith((".pyc", ".pyo")), name
+        assert not any(part.startswith(".") for part in parts), name
+
+
+def test_no_solution_hidden_test_or_grader_reference_in_any_text(members: dict[str, bytes]) -> None:
+    texts = {name: data.decode("utf-8") for name, data in members.items() if not name.endswith(".pt")}
+    assert len(texts) == len(members) - 1
+    for name, text in texts.items():
+        for marker in FORBIDDEN:
+            assert marker not in text, f"{marker!r} in {name}"
+
+
+def test_student_pyproject_installs_only_helpers(members: dict[str, bytes]) -> None:
+    student = release.tomllib.loads(members[TOP + "pyproject.toml"].decode("utf-8"))
+    main = release.tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert student["tool"]["setuptools"]["packages"] == ["helpers"]
+    assert student["tool"]["setuptools"]["package-data"] == {"helpers": ["weights/*.pt"]}
+    assert student["project"]["dependencies"] == main["project"]["dependencies"]
+    assert student["project"]["requires-python"] == main["project"]["requires-python"]
+    assert student["build-system"] == main["build-system"]
+    assert student["project"]["name"] != main["project"]["name"]
+    assert student["project"]["readme"] == "README.md"
+    assert "tool" not in student or "pytest" not in student["tool"]
+
+
+def test_environment_yml_tells_students_to_install_the_package(members: dict[str, bytes]) -> None:
+    assert "pip install -e ." in members[TOP + "environment.yml"].decode("utf-8")
+
+
+def test_two_builds_give_identical_bytes(built: Path, tmp_path: Path) -> None:
+    again = release.build_release(tmp_path / "again.zip")
+    assert again.read_bytes() == built.read_bytes()
+
+
+def test_main_prints_path_count_and_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "nested" / "cli.zip"
+    assert release.main(["--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    with zipfile.ZipFile(out) as archive:
+        assert f"{len(archive.namelist())} files" in printed
+    assert str(out) in printed and f"{out.stat().st_size:,} bytes" in printed
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A scratch copy of what the release reads, to tamper with."""
+    root = tmp_path / "tree"
+    for folder in ("notebooks", "solutions", "helpers"):
+        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("pyproject.toml", "environment.yml", "docs/student_README.md"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, root / name)
+    return root
+
+
+def test_the_scratch_tree_builds(tree: Path) -> None:
+    assert (
+        release.build_release(tree / "out.zip", root=tree).read_bytes()
+        == release.build_release(tree / "again.zip", root=tree).read_bytes()
+    )
+
+
+@pytest.mark.parametrize("marker", ["### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS", "grader_tests"])
+def test_refuses_a_notebook_with_a_solution_marker(
+    tree: Path, marker: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tree / "notebooks" / "06_gradcam" / "gradcam.ipynb"
+    notebook = json.loads(path.read_text())
+    cell = next(cell for cell in notebook["cells"] if cell["cell_type"] == "code")
+    cell["source"] = [f"{marker}\n"] + cell["source"]
+    path.write_text(json.dumps(notebook, indent=1))
+    out = tree / "out.zip"
+    with pytest.raises(release.ReleaseError, match="make notebooks"):
+        release.build_release(out, root=tree)
+    assert not out.exists()
+    monkeypatch.setattr(release, "ROOT", tree)
+    assert release.main(["--out", str(out)]) == 1
+    assert "gradcam.ipynb" in capsys.readouterr().err and not out.exists()
+
+
+def test_refuses_stale_or_missing_notebooks(tree: Path) -> None:
+    solved = tree / "solutions" / "03_filters" / "filters.ipynb"
+    notebook = json.loads(solved.read_text())
+    cell = next(cell for cell in notebook["cells"] if cell["cell_type"] == "markdown")
+    cell["source"] = ["# A new title\n"] + cell["source"]
+    solved.write_text(json.dumps(notebook, indent=1))
+    with pytest.raises(release.ReleaseError, match=r"filters\.ipynb is out of date"):
+        release.build_release(tree / "out.zip", root=tree)
+    shutil.copy2(ROOT / "solutions" / "03_filters" / "filters.ipynb", solved)
+    (tree / "notebooks" / "02_parameters" / "parameters.ipynb").unlink()
+    with pytest.raises(release.ReleaseError, match=r"parameters\.ipynb is missing"):
+        release.build_release(tree / "out.zip", root=tree)
+
+
+def test_refuses_a_helper_that_would_leak(tree: Path) -> None:
+    (tree / "helpers" / "extra.py").write_text("from grader_tests.common import hidden_images\n")
+    with pytest.raises(release.ReleaseError, match="grader_tests"):
+        release.build_release(tree / "out.zip", root=tree)
