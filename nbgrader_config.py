@@ -3,6 +3,7 @@
 Each folder of solutions/ is one assignment holding one notebook (01_autograd/autograd.ipynb, ...).
 """
 
+import os
 from pathlib import Path
 
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
@@ -12,7 +13,9 @@ ROOT = Path(__file__).resolve().parent
 c.CourseDirectory.root = str(ROOT)
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
-c.CourseDirectory.db_url = f"sqlite:///{ROOT / 'build' / 'gradebook.db'}"
+# Grading runs write under build/grading (the tests point VISUALIZING_CNNS_GRADING at a scratch folder).
+GRADING = Path(os.environ.get("VISUALIZING_CNNS_GRADING", ROOT / "build" / "grading")).resolve()
+c.CourseDirectory.db_url = f"sqlite:///{GRADING / 'gradebook.db'}"
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
@@ -21,3 +24,35 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # drop stderr outputs that are Python warnings before grading.
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"\w+Warning: "
+
+# --- autograding (make grade; see README "For instructors") -----------------------------------------------------
+c.CourseDirectory.submitted_directory = str(GRADING / "submitted")
+c.CourseDirectory.autograded_directory = str(GRADING / "autograded")
+c.CourseDirectory.feedback_directory = str(GRADING / "feedback")
+# `nbgrader zip_collect <assignment>`: put the LMS zip in build/grading/downloaded/<assignment>/archive/
+c.ZipCollectApp.downloaded_directory = str(GRADING / "downloaded")
+c.FileNameCollectorPlugin.named_regexp = (
+    r"(?P<student_id>[A-Za-z0-9.\-]+)_(?:.*_)?(?P<file_id>[A-Za-z0-9]+\.ipynb)$"  # alice_12345_gradcam.ipynb
+)
+
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import (  # noqa: E402
+    AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearOutput, DeduplicateIds, GetGrades, IgnorePattern,
+    LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades,
+)
+
+from grader_tests.nbgrader_plugins import GuardedExecute, JudgeHiddenChecks, RepairStructure  # noqa: E402
+
+# Sanitising: rebuild broken notebooks on the released ones first, then nbgrader's own checks.
+c.RepairStructure.release_directory = str(ROOT / "notebooks")
+c.Autograde.sanitize_preprocessors = [
+    RepairStructure, ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
+]
+# Grading: execute with guards, then let the trusted judge decide the graded test cells before nbgrader scores.
+c.Autograde.autograde_preprocessors = [
+    GuardedExecute, IgnorePattern, JudgeHiddenChecks, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
+    AssignLatePenalties, CheckCellMetadata,
+]
+c.Execute.timeout = 60  # seconds per cell; a cell past it is interrupted
+# Feedback never shows the hidden tests (nbgrader's default feedback would, jupyter/nbgrader#917).
+c.GenerateFeedback.preprocessors = [ClearHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]

@@ -4,14 +4,14 @@ Conventions (the notebook states them too): the loss is the *mean* cross-entropy
 (``F.cross_entropy`` with its default ``reduction="mean"``); returned gradients carry no autograd history; a
 function that is not meant to touch ``.grad`` leaves every ``.grad`` as it found it.
 
-Each ``check_*`` runs the student's function on inputs the student never saw (seeded by
-:data:`grader_tests.common.HIDDEN_SEED`) and raises ``AssertionError`` with a message that names the problem,
-not the answer.
+Each ``check_*`` is a :class:`~grader_tests.recording.HiddenCheck`: its probe runs the student's function on
+inputs the student never saw (seeded by :data:`grader_tests.common.HIDDEN_SEED`) and records what happened; its
+judge rebuilds the inputs, compares with the references and raises ``AssertionError`` with a message that names
+the problem, not the answer.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 
@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import HIDDEN_SEED, assert_tensor_close, hidden_images, hidden_model, run_student
+from .common import HIDDEN_SEED, assert_tensor_close, hidden_images, hidden_model, modes
+from .recording import Foreign, Observations, Recorded, call, hidden_check, restore, returned, snapshot
 
 # --- references ---------------------------------------------------------------------------------------------
 
@@ -115,68 +116,135 @@ def _linear_problems() -> list[tuple[str, nn.Linear, torch.Tensor, torch.Tensor]
     ]
 
 
-def _as_pair(result: object, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _gradient_cases() -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor], torch.Tensor]]:
+    """The scalar functions, and a class score of an unseen CNN with respect to an unseen image."""
+    model = hidden_model(width=1 / 32)
+    image = hidden_images(1, size=32)[0]
+    cnn_case = ("a class score of a CNN with respect to its input image", lambda t: model(t[None])[0, 3], image)
+    return [*_scalar_functions(), cnn_case]
+
+
+def _autograd_problems() -> list[tuple[str, nn.Linear, torch.Tensor, torch.Tensor]]:
+    """The linear problems; the last layer holds a stale gradient from an earlier step (accumulating into it is
+    the bug to catch)."""
+    problems = _linear_problems()
+    _, layer, _, _ = problems[2]
+    layer.weight.grad = torch.full_like(layer.weight, 0.5)
+    layer.bias.grad = torch.full_like(layer.bias, -0.5)
+    return problems
+
+
+def _sgd_problem() -> tuple[nn.Module, torch.Tensor, torch.Tensor, float]:
+    """An unseen CNN in eval mode whose parameters hold stale gradients, a batch and a learning rate."""
+    model = hidden_model(width=1 / 32, dtype=torch.float64)
+    images = hidden_images(3, size=32, dtype=torch.float64)
+    labels = torch.tensor([4, 0, 2])
+    g = _generator(5)
+    for parameter in model.parameters():  # left over from an earlier step
+        parameter.grad = torch.randn(parameter.shape, generator=g, dtype=parameter.dtype)
+    return model, images, labels, 0.05
+
+
+def _as_pair(result: object, what: str) -> tuple[object, object]:
     if not isinstance(result, (tuple, list)) or len(result) != 2:
-        raise AssertionError(f"{what} should return a pair (grad_weight, grad_bias), got {type(result).__name__}")
+        name = type(result).__name__
+        if isinstance(result, (Recorded, Foreign)):
+            name = "Tensor" if isinstance(result, Recorded) else result.type_name
+        raise AssertionError(f"{what} should return a pair (grad_weight, grad_bias), got {name}")
     return result[0], result[1]
+
+
+def _grad(parameter: torch.Tensor) -> torch.Tensor | None:
+    """Probe side: a parameter's ``.grad`` as it is now (``None`` or a copy)."""
+    return None if parameter.grad is None else parameter.grad.detach().clone()
+
+
+def _loss_as_float(value: object) -> tuple[str, float | None]:
+    """Probe side: the student's loss as plain data, its type's name and ``float(value)`` (``None`` where that
+    fails), so a numpy scalar or a 0-dim tensor reaches the judge as a number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, RuntimeError):
+        number = None
+    return type(value).__name__, number
 
 
 # --- checks -------------------------------------------------------------------------------------------------
 
 
-def check_gradient_at(student: Callable) -> None:
+def _probe_gradient_at(student: Callable) -> Observations:
+    cases = []
+    for _, f, x in _gradient_cases():
+        outcome = call(student, f, x)
+        cases.append({"call": outcome, "x": snapshot(x), "x_has_grad": x.grad is not None})
+    return {"cases": cases}
+
+
+@hidden_check(_probe_gradient_at)
+def check_gradient_at(observations: Observations) -> None:
     """Gradients of unseen scalar functions (a polynomial, a vector, a matrix, a float32 tensor, and a CNN
     class score with respect to an image), and no side effect on the caller's ``x``."""
-    model = hidden_model(width=1 / 32)
-    image = hidden_images(1, size=32)[0]
-    cnn_case = ("a class score of a CNN with respect to its input image", lambda t: model(t[None])[0, 3], image)
-    cases = [*_scalar_functions(), cnn_case]
-    for description, f, x in cases:
-        before = x.clone()
+    for (description, f, x), seen in zip(_gradient_cases(), observations["cases"], strict=True):
         what = f"gradient_at on {description}"
-        result = run_student(student, f, x, what=what)
-        if x.requires_grad or x.grad is not None:
+        result = returned(seen["call"], what)
+        x_after = restore(seen["x"])
+        if x_after.requires_grad or seen["x_has_grad"]:
             raise AssertionError(f"{what} changed the caller's x (requires_grad or .grad): work on a detached copy")
-        if not torch.equal(x, before):
+        if not torch.equal(x_after.tensor, x):
             raise AssertionError(f"{what} changed the values of the caller's x")
-        if isinstance(result, torch.Tensor) and result.requires_grad:
+        if isinstance(result, Recorded) and result.requires_grad:
             raise AssertionError(f"{what} returned a tensor that still carries autograd history")
         assert_tensor_close(result, gradient_at(f, x), what, rtol=1e-5, atol=1e-6)
 
 
-def check_linear_grads_autograd(student: Callable) -> None:
+def _probe_linear_grads_autograd(student: Callable) -> Observations:
+    cases = []
+    for _, layer, x, labels in _autograd_problems():
+        outcome = call(student, layer, x, labels)
+        parameters = (layer.weight, layer.bias)
+        cases.append({
+            "call": outcome,
+            "grads": [_grad(p) for p in parameters],
+            "parameters": [p.detach().clone() for p in parameters],
+        })
+    return {"cases": cases}
+
+
+@hidden_check(_probe_linear_grads_autograd)
+def check_linear_grads_autograd(observations: Observations) -> None:
     """Unseen layers, batches and dtypes; the layer's ``.grad`` (``None``, or a stale gradient left by an
     earlier backward) must be left exactly as it was."""
-    for index, (description, layer, x, labels) in enumerate(_linear_problems()):
-        if index == 2:  # a stale gradient from an earlier step: accumulating into it is the bug to catch
-            layer.weight.grad = torch.full_like(layer.weight, 0.5)
-            layer.bias.grad = torch.full_like(layer.bias, -0.5)
-        stale = [None if p.grad is None else p.grad.clone() for p in (layer.weight, layer.bias)]
-        params = [p.detach().clone() for p in (layer.weight, layer.bias)]
+    for (description, layer, x, labels), seen in zip(_autograd_problems(), observations["cases"], strict=True):
         what = f"linear_grads_autograd on {description}"
-        grad_weight, grad_bias = _as_pair(run_student(student, layer, x, labels, what=what), what)
-        for parameter, old_grad, old_value in zip((layer.weight, layer.bias), stale, params):
-            if old_grad is None:
-                unchanged = parameter.grad is None
+        grad_weight, grad_bias = _as_pair(returned(seen["call"], what), what)
+        after = zip((layer.weight, layer.bias), seen["grads"], seen["parameters"], strict=True)
+        for parameter, grad_after, value_after in after:
+            if parameter.grad is None:
+                unchanged = grad_after is None
             else:
-                unchanged = parameter.grad is not None and torch.equal(parameter.grad, old_grad)
+                unchanged = grad_after is not None and torch.equal(grad_after, parameter.grad)
             if not unchanged:
                 raise AssertionError(f"{what} changed the layer's .grad: return the gradients with torch.autograd.grad "
                                      "instead of accumulating them with .backward()")
-            if not torch.equal(parameter.detach(), old_value):
+            if not torch.equal(value_after, parameter.detach()):
                 raise AssertionError(f"{what} changed the layer's parameters")
         expected_weight, expected_bias = linear_grads_autograd(layer, x, labels)
         assert_tensor_close(grad_weight, expected_weight, f"{what}: the weight gradient", rtol=1e-5, atol=1e-6)
         assert_tensor_close(grad_bias, expected_bias, f"{what}: the bias gradient", rtol=1e-5, atol=1e-6)
 
 
-def check_linear_grads_closed_form(student: Callable) -> None:
+def _probe_linear_grads_closed_form(student: Callable) -> Observations:
+    with torch.no_grad():  # the task forbids autograd
+        return {"results": [call(student, layer, x, labels) for _, layer, x, labels in _linear_problems()]}
+
+
+@hidden_check(_probe_linear_grads_closed_form)
+def check_linear_grads_closed_form(observations: Observations) -> None:
     """Unseen layers, batches and dtypes, run inside ``torch.no_grad()`` (the task forbids autograd)."""
-    for description, layer, x, labels in _linear_problems():
+    for (description, layer, x, labels), outcome in zip(_linear_problems(), observations["results"], strict=True):
         what = f"linear_grads_closed_form on {description}"
         try:
-            with torch.no_grad():
-                result = run_student(student, layer, x, labels, what=what)
+            result = returned(outcome, what)
         except AssertionError as error:
             if "grad" in str(error):
                 hint = "(it runs inside torch.no_grad(): compute the formula, not autograd)"
@@ -188,44 +256,46 @@ def check_linear_grads_closed_form(student: Callable) -> None:
         assert_tensor_close(grad_bias, expected_bias, f"{what}: the bias gradient", rtol=1e-5, atol=1e-6)
 
 
-def check_sgd_step(student: Callable) -> None:
+def _probe_sgd_step(student: Callable) -> Observations:
+    model, images, labels, lr = _sgd_problem()
+    outcome = call(lambda *args: _loss_as_float(student(*args)), model, images, labels, lr)
+    return {
+        "call": outcome,
+        "modes": modes(model),
+        "parameters": {name: parameter.detach().clone() for name, parameter in model.named_parameters()},
+    }
+
+
+@hidden_check(_probe_sgd_step)
+def check_sgd_step(observations: Observations) -> None:
     """One step on an unseen CNN in eval mode whose parameters hold stale gradients; the updated parameters,
     the returned loss and the untouched train/eval flags are compared with the reference."""
-    model = hidden_model(width=1 / 32, dtype=torch.float64)
-    images = hidden_images(3, size=32, dtype=torch.float64)
-    labels = torch.tensor([4, 0, 2])
-    lr = 0.05
-    g = _generator(5)
-    for parameter in model.parameters():  # left over from an earlier step
-        parameter.grad = torch.randn(parameter.shape, generator=g, dtype=parameter.dtype)
-    expected_model = copy.deepcopy(model)
-    expected_loss = sgd_step(expected_model, images, labels, lr)
+    model, images, labels, lr = _sgd_problem()
+    stale = {name: parameter.grad.clone() for name, parameter in model.named_parameters()}
+    expected_loss = sgd_step(model, images, labels, lr)
+    expected = {name: parameter.detach() for name, parameter in model.named_parameters()}
 
     what = "sgd_step on an unseen model"
-    stale = {name: parameter.grad.clone() for name, parameter in model.named_parameters()}
-    loss = run_student(student, model, images, labels, lr, what=what)
-    try:
-        loss = float(loss)
-    except (TypeError, ValueError, RuntimeError):
-        raise AssertionError(f"{what} should return the loss as a float, got {type(loss).__name__}") from None
-    if any(module.training for module in model.modules()):
+    type_name, loss = returned(observations["call"], what)
+    if loss is None:
+        raise AssertionError(f"{what} should return the loss as a float, got {type_name}")
+    if any(observations["modes"]):
         raise AssertionError(f"{what} changed the model's train/eval mode: leave it as it is")
     if not math.isclose(loss, expected_loss, rel_tol=1e-6, abs_tol=1e-9):
         raise AssertionError(f"{what} returned a wrong loss: return the mean cross-entropy computed before the update")
-    expected = dict(expected_model.named_parameters())
-    if _matches_stale_update(model, expected, stale, lr):
+    parameters = observations["parameters"]
+    if _matches_stale_update(parameters, expected, stale, lr):
         raise AssertionError(f"{what}: the update also used the gradients left over from an earlier step "
                              "(.backward() adds to .grad): clear them before the backward pass")
-    for name, parameter in model.named_parameters():
-        assert_tensor_close(parameter.detach(), expected[name].detach(), f"{what}: parameter {name} after the step",
-                            rtol=1e-6, atol=1e-9)
+    for name, parameter in parameters.items():
+        assert_tensor_close(parameter, expected[name], f"{what}: parameter {name} after the step", rtol=1e-6, atol=1e-9)
 
 
 def _matches_stale_update(
-    model: nn.Module, expected: dict[str, torch.Tensor], stale: dict[str, torch.Tensor], lr: float
+    parameters: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], stale: dict[str, torch.Tensor], lr: float
 ) -> bool:
-    """Whether ``model`` holds the result of the update with the stale gradients added to the fresh ones."""
+    """Whether ``parameters`` hold the result of the update with the stale gradients added to the fresh ones."""
     return all(
-        torch.allclose(parameter.detach(), expected[name].detach() - lr * stale[name], rtol=1e-6, atol=1e-9)
-        for name, parameter in model.named_parameters()
+        torch.allclose(parameter, expected[name] - lr * stale[name], rtol=1e-6, atol=1e-9)
+        for name, parameter in parameters.items()
     )

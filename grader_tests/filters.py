@@ -24,8 +24,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .common import HIDDEN_SEED, assert_tensor_close, hidden_model, run_student
-
+from .common import HIDDEN_SEED, assert_tensor_close, hidden_model
+from .recording import Observations, Recorded, call, hidden_check, returned
 
 # --- references -----------------------------------------------------------------------------------------
 
@@ -85,13 +85,14 @@ def _hidden_models() -> list[tuple[str, nn.Module]]:
 # --- checks ---------------------------------------------------------------------------------------------
 
 
-def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's parameters and buffers, copied (the probe's record after the call; the judge's before)."""
     return {name: value.detach().clone() for name, value in model.state_dict().items()}
 
 
-def _assert_unchanged(model: nn.Module, before: dict[str, torch.Tensor], what: str) -> None:
-    for name, value in model.state_dict().items():
-        if not torch.equal(value, before[name]):
+def _assert_unchanged(after: dict[str, torch.Tensor], before: dict[str, torch.Tensor], what: str) -> None:
+    for name, value in after.items():
+        if name not in before or not torch.equal(value, before[name]):
             raise AssertionError(
                 f"calling {what} changed the model's `{name}`: read the weights, do not modify them in place"
             )
@@ -109,20 +110,29 @@ def _is_permutation_of(actual: torch.Tensor, expected: torch.Tensor) -> bool:
     return False
 
 
-def check_get_conv1_filters(get_conv1_filters: Callable[[nn.Module], torch.Tensor]) -> None:
+def _probe_get_conv1_filters(get_conv1_filters: Callable[[nn.Module], torch.Tensor]) -> Observations:
+    cases = []
+    for _, model in _hidden_models():
+        outcome = call(get_conv1_filters, model)
+        cases.append({"call": outcome, "state": _state(model)})
+    return {"cases": cases}
+
+
+@hidden_check(_probe_get_conv1_filters)
+def check_get_conv1_filters(observations: Observations) -> None:
     """The student's ``get_conv1_filters`` returns conv1's weights on models it never saw, and changes nothing."""
-    for what, model in _hidden_models():
-        before = _snapshot(model)
+    for (what, model), seen in zip(_hidden_models(), observations["cases"], strict=True):
         expected = conv1_filters(model)
-        actual = run_student(get_conv1_filters, model, what=f"get_conv1_filters on {what}")
-        _assert_unchanged(model, before, "get_conv1_filters")
+        actual = returned(seen["call"], f"get_conv1_filters on {what}")
+        _assert_unchanged(seen["state"], _state(model), "get_conv1_filters")
         try:
             assert_tensor_close(actual, expected, f"get_conv1_filters on {what}")
         except AssertionError:
-            if isinstance(actual, torch.Tensor) and actual.numel() == expected.numel() and _is_permutation_of(actual, expected):
+            tensor = actual.tensor if isinstance(actual, Recorded) else None
+            if tensor is not None and tensor.numel() == expected.numel() and _is_permutation_of(tensor, expected):
                 raise AssertionError(
                     f"get_conv1_filters on {what} returns the right numbers with its axes reordered (shape "
-                    f"{tuple(actual.shape)}): keep PyTorch's layout (out_channels, in_channels, kh, kw)"
+                    f"{tuple(tensor.shape)}): keep PyTorch's layout (out_channels, in_channels, kh, kw)"
                 ) from None
             raise
 
@@ -150,19 +160,29 @@ def _known_filters() -> list[tuple[str, torch.Tensor, float]]:
     ]
 
 
-def check_achromatic_share(achromatic_share_fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+def _probe_achromatic_share(achromatic_share_fn: Callable[[torch.Tensor], torch.Tensor]) -> Observations:
+    known = [call(achromatic_share_fn, filters) for _, filters, _ in _known_filters()]
+    hidden = []
+    for _, given in _hidden_filters():
+        outcome = call(achromatic_share_fn, given)
+        hidden.append({"call": outcome, "given": given.detach().clone()})
+    return {"known": known, "hidden": hidden}
+
+
+@hidden_check(_probe_achromatic_share)
+def check_achromatic_share(observations: Observations) -> None:
     """The student's ``achromatic_share`` matches the definition on filters it never saw, without changing them."""
-    for what, filters, value in _known_filters():
-        actual = run_student(achromatic_share_fn, filters.clone(), what=f"achromatic_share on {what}")
+    for (what, filters, value), outcome in zip(_known_filters(), observations["known"], strict=True):
+        actual = returned(outcome, f"achromatic_share on {what}")
         expected = torch.full((len(filters),), value, dtype=filters.dtype)
-        if isinstance(actual, torch.Tensor) and actual.shape == expected.shape and actual.is_floating_point():
-            if not torch.allclose(actual.detach().to(expected.dtype), expected, atol=1e-5):
-                got = ", ".join(f"{v:.3f}" for v in actual.detach().flatten().tolist())
-                raise AssertionError(f"achromatic_share on {what} should be {value:g} for every filter, got {got}")
+        tensor = actual.tensor if isinstance(actual, Recorded) else None
+        comparable = tensor is not None and tensor.shape == expected.shape and tensor.is_floating_point()
+        if comparable and not torch.allclose(tensor.to(expected.dtype), expected, atol=1e-5):
+            got = ", ".join(f"{v:.3f}" for v in tensor.flatten().tolist())
+            raise AssertionError(f"achromatic_share on {what} should be {value:g} for every filter, got {got}")
         assert_tensor_close(actual, expected, f"achromatic_share on {what}")
-    for what, filters in _hidden_filters():
-        given = filters.clone()
-        actual = run_student(achromatic_share_fn, given, what=f"achromatic_share on {what}")
-        if not torch.equal(given, filters):
+    for (what, filters), seen in zip(_hidden_filters(), observations["hidden"], strict=True):
+        actual = returned(seen["call"], f"achromatic_share on {what}")
+        if not torch.equal(seen["given"], filters):
             raise AssertionError(f"achromatic_share changed the filters it was given ({what}): do not modify them in place")
         assert_tensor_close(actual, achromatic_share(filters), f"achromatic_share on {what}")

@@ -15,7 +15,8 @@ from torch import nn
 
 from helpers.models import VGG11Classification
 
-from .common import HIDDEN_SEED, hidden_model, run_student
+from .common import HIDDEN_SEED, hidden_model
+from .recording import Observations, call, hidden_check, returned
 
 # --- references ---------------------------------------------------------------------------------------------
 
@@ -73,27 +74,49 @@ def _modules() -> list[tuple[str, Callable[[], nn.Module]]]:
     ]
 
 
-def _as_int(result: object, what: str) -> int:
-    if isinstance(result, bool) or isinstance(result, float):
-        raise AssertionError(f"{what} should return an integer, got {type(result).__name__}")
+def _built(factory: Callable[[], nn.Module]) -> nn.Module:
+    with torch.random.fork_rng():
+        torch.manual_seed(HIDDEN_SEED)
+        return factory()
+
+
+def _integer_facts(value: object) -> tuple[str, bool, int | None]:
+    """Probe side: a returned count as plain data: its type's name, whether it is a bool or a float (rejected
+    even when integral), and its integer value where it has one (``operator.index``: ints, numpy integers,
+    one-element integer tensors)."""
     try:
-        return operator.index(result)
-    except TypeError:
-        raise AssertionError(f"{what} should return an integer, got {type(result).__name__}") from None
+        index = operator.index(value)
+    except (TypeError, ValueError, RuntimeError):
+        index = None
+    return type(value).__name__, isinstance(value, (bool, float)), index
+
+
+def _count(student: Callable, *args: object, **kwargs: object) -> dict[str, object]:
+    """Probe side: :func:`~grader_tests.recording.call` of the student's function, its result as
+    :func:`_integer_facts`."""
+    return call(lambda: _integer_facts(student(*args, **kwargs)))
+
+
+def _as_int(outcome: dict[str, object], what: str) -> int:
+    type_name, bool_or_float, index = returned(outcome, what)
+    if bool_or_float or index is None:
+        raise AssertionError(f"{what} should return an integer, got {type_name}")
+    return index
 
 
 # --- checks -------------------------------------------------------------------------------------------------
 
 
-def check_get_module_params_num(student: Callable) -> None:
+def _probe_get_module_params_num(student: Callable) -> Observations:
+    return {"counts": [_count(student, _built(factory)) for _, factory in _modules()]}
+
+
+@hidden_check(_probe_get_module_params_num)
+def check_get_module_params_num(observations: Observations) -> None:
     """Counts of unseen modules: other widths, frozen and shared parameters, BatchNorm buffers, no parameters."""
-    for description, factory in _modules():
-        with torch.random.fork_rng():
-            torch.manual_seed(HIDDEN_SEED)
-            module = factory()
+    for (description, factory), outcome in zip(_modules(), observations["counts"], strict=True):
         what = f"get_module_params_num on {description}"
-        count = _as_int(run_student(student, module, what=what), what)
-        if count != get_module_params_num(module):
+        if _as_int(outcome, what) != get_module_params_num(_built(factory)):
             raise AssertionError(f"{what} gives a wrong count")
 
 
@@ -105,19 +128,28 @@ _LINEAR_CASES = [
 ]
 
 
-def check_conv2d_params(student: Callable) -> None:
+def _probe_conv2d_params(student: Callable) -> Observations:
+    return {"counts": [_count(student, c_in, c_out, k, bias=bias) for c_in, c_out, k, bias in _CONV_CASES]}
+
+
+@hidden_check(_probe_conv2d_params)
+def check_conv2d_params(observations: Observations) -> None:
     """The formula on unseen channel counts, kernel sizes and with/without bias."""
-    for in_channels, out_channels, kernel_size, bias in _CONV_CASES:
+    for case, outcome in zip(_CONV_CASES, observations["counts"], strict=True):
+        in_channels, out_channels, kernel_size, bias = case
         what = f"conv2d_params({in_channels}, {out_channels}, {kernel_size}, bias={bias})"
-        count = _as_int(run_student(student, in_channels, out_channels, kernel_size, bias=bias, what=what), what)
-        if count != conv2d_params(in_channels, out_channels, kernel_size, bias):
+        if _as_int(outcome, what) != conv2d_params(in_channels, out_channels, kernel_size, bias):
             raise AssertionError(f"{what} gives a wrong count")
 
 
-def check_linear_params(student: Callable) -> None:
+def _probe_linear_params(student: Callable) -> Observations:
+    return {"counts": [_count(student, n_in, n_out, bias=bias) for n_in, n_out, bias in _LINEAR_CASES]}
+
+
+@hidden_check(_probe_linear_params)
+def check_linear_params(observations: Observations) -> None:
     """The formula on unseen widths and with/without bias."""
-    for in_features, out_features, bias in _LINEAR_CASES:
+    for (in_features, out_features, bias), outcome in zip(_LINEAR_CASES, observations["counts"], strict=True):
         what = f"linear_params({in_features}, {out_features}, bias={bias})"
-        count = _as_int(run_student(student, in_features, out_features, bias=bias, what=what), what)
-        if count != linear_params(in_features, out_features, bias):
+        if _as_int(outcome, what) != linear_params(in_features, out_features, bias):
             raise AssertionError(f"{what} gives a wrong count")

@@ -64,8 +64,11 @@ def snapshot(value: Any) -> Any:
             "requires_grad": bool(value.requires_grad),
             "has_history": value.grad_fn is not None,
         }
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
+    if value is None:
+        return None
+    for plain in (bool, int, float, str):  # numpy scalars subclass these: store the plain value
+        if isinstance(value, plain):
+            return plain(value)
     if isinstance(value, (list, tuple)):
         return {"sequence": [snapshot(item) for item in value], "type": type(value).__name__}
     return {"type": type(value).__name__}
@@ -138,10 +141,11 @@ class HiddenCheck:
 
     def __call__(self, *student_objects: Any) -> None:
         payload = encode(self.name, self.probe(*student_objects))
-        if recording():
+        if recording():  # the trusted judge decides, after the kernel is gone
             _publish(payload)
+            return
         _, observations = decode(payload)
-        self.judge(observations)  # what the student sees now; during grading only the trusted judge counts
+        self.judge(observations)
 
 
 def hidden_check(probe: Callable[..., Observations]) -> Callable[[Callable[[Observations], None]], HiddenCheck]:

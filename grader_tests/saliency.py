@@ -7,8 +7,11 @@ mode is restored afterwards.
 
 The checks run the student's function on :func:`calibrated_hidden_model` (the common hidden model with
 BatchNorm statistics measured on data, so that its maps are not degenerate) and on hidden images at sizes other
-than 224 (one non-square), in float32 and float64. The side-effect checks (:func:`hook_count`,
-:func:`assert_no_parameter_grads`, :func:`assert_modes_restored`) are shared with :mod:`grader_tests.gradcam`.
+than 224 (one non-square), in float32 and float64. Each is a :class:`~grader_tests.recording.HiddenCheck`: a
+probe calls the student's function and records what it returned, a judge compares with the reference here. The
+side-effect facts and assertions (:func:`gradient_sizes` / :func:`assert_no_parameter_grads`, :func:`modes` /
+:func:`assert_modes_restored`, :func:`input_state` / :func:`assert_input_untouched`) are shared with
+:mod:`grader_tests.gradcam`.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ from .common import (
     assert_tensor_close,
     cached_hidden_images,
     calibrated_hidden_model,
+    gradient_sizes,
+    input_state,
     modes,
-    run_student,
     tolerance,
 )
+from .recording import Observations, Recorded, call, hidden_check, restore, returned, snapshot
 
 # --- reference --------------------------------------------------------------------------------------------
 
@@ -67,6 +72,8 @@ def saliency_map(model: nn.Module, image: torch.Tensor, class_idx: int) -> torch
 
 # --- hidden checks -----------------------------------------------------------------------------------------
 
+DTYPES = (torch.float32, torch.float64)
+
 
 def _cases(dtype: torch.dtype) -> list[tuple[nn.Module, torch.Tensor, int]]:
     """(model, image (3, H, W), class) triples the student never saw: other sizes, other classes, float64."""
@@ -78,85 +85,133 @@ def _cases(dtype: torch.dtype) -> list[tuple[nn.Module, torch.Tensor, int]]:
     return [(model, square[1], 2), (model, tall[0], 4)]
 
 
-def _student_gradient(student: Callable[..., Any], model: nn.Module, image: torch.Tensor, class_idx: int) -> Any:
-    x = image[None].detach().clone().requires_grad_()
-    what = f"compute_gradient_score(scores, image, {class_idx}) on an image of shape {tuple(x.shape)} ({x.dtype})"
-    with torch.enable_grad():
-        scores = model(x)[0]
-    return run_student(student, scores, x, class_idx, what=what), what
+def _batch(image: torch.Tensor) -> torch.Tensor:
+    """The ``(1, 3, H, W)`` leaf that ``compute_gradient_score`` differentiates against."""
+    return image[None].detach().clone().requires_grad_()
+
+
+def _call_keeping(function: Callable[..., Any], *args: Any) -> tuple[dict[str, Any], Any]:
+    """:func:`~grader_tests.recording.call`, and the raw value too (``None`` after an error), to look at later."""
+    kept = []
+
+    def keep(*arguments: Any) -> Any:
+        kept.append(function(*arguments))
+        return kept[0]
+
+    outcome = call(keep, *args)
+    return outcome, kept[0] if kept else None
 
 
 def _reference_gradient(model: nn.Module, image: torch.Tensor, class_idx: int) -> torch.Tensor:
     with torch.enable_grad():
-        x = image[None].detach().clone().requires_grad_()
+        x = _batch(image)
         return gradient_score(model(x)[0], x, class_idx)
 
 
-def check_compute_gradient_score(student: Callable[..., Any]) -> None:
-    """Values of ``compute_gradient_score`` on hidden models and images (other sizes and classes, float64)."""
-    for dtype in (torch.float32, torch.float64):
+def _probe_compute_gradient_score(student: Callable[..., Any]) -> Observations:
+    gradients = []
+    for dtype in DTYPES:
         for model, image, class_idx in _cases(dtype):
-            actual, what = _student_gradient(student, model, image, class_idx)
-            expected = _reference_gradient(model, image, class_idx)
-            assert_tensor_close(actual, expected, what, **tolerance(expected))
+            x = _batch(image)
+            with torch.enable_grad():
+                scores = model(x)[0]
+            gradients.append(call(student, scores, x, class_idx))
+    return {"gradients": gradients}
 
 
-def check_compute_gradient_score_no_accumulation(student: Callable[..., Any]) -> None:
+@hidden_check(_probe_compute_gradient_score)
+def check_compute_gradient_score(observations: Observations) -> None:
+    """Values of ``compute_gradient_score`` on hidden models and images (other sizes and classes, float64)."""
+    cases = [case for dtype in DTYPES for case in _cases(dtype)]
+    for (model, image, class_idx), outcome in zip(cases, observations["gradients"], strict=True):
+        shape = (1, *image.shape)
+        what = f"compute_gradient_score(scores, image, {class_idx}) on an image of shape {shape} ({image.dtype})"
+        expected = _reference_gradient(model, image, class_idx)
+        assert_tensor_close(returned(outcome, what), expected, what, **tolerance(expected))
+
+
+SECOND_CLASS = 5
+"""The class of the second call of the accumulation check (the first is the case's own)."""
+
+
+def _probe_compute_gradient_score_no_accumulation(student: Callable[..., Any]) -> Observations:
+    model, image, first_class = _cases(torch.float32)[1]
+    x = _batch(image)
+    with torch.enable_grad():
+        first, first_value = _call_keeping(student, model(x)[0], x, first_class)
+        second = call(student, model(x)[0], x, SECOND_CLASS)
+    return {"first": first, "second": second, "first_after_second": snapshot(first_value)}
+
+
+@hidden_check(_probe_compute_gradient_score_no_accumulation)
+def check_compute_gradient_score_no_accumulation(observations: Observations) -> None:
     """Two calls on the same image tensor (for two classes) each give their own gradient, and the second call
     does not change what the first returned."""
     model, image, first_class = _cases(torch.float32)[1]
-    second_class = 5
     expected_first = _reference_gradient(model, image, first_class)
-    expected_second = _reference_gradient(model, image, second_class)
-    x = image[None].detach().clone().requires_grad_()
+    expected_second = _reference_gradient(model, image, SECOND_CLASS)
     what = "compute_gradient_score called twice on the same image tensor"
-    with torch.enable_grad():
-        first = run_student(student, model(x)[0], x, first_class, what=what)
+    first = returned(observations["first"], what)
     assert_tensor_close(first, expected_first, f"the first result of {what}", **tolerance(expected_first))
-    kept = first.detach().clone()
-    with torch.enable_grad():
-        second = run_student(student, model(x)[0], x, second_class, what=what)
+    second = returned(observations["second"], what)
     summed = expected_first + expected_second
-    if isinstance(second, torch.Tensor) and second.shape == summed.shape and torch.allclose(
-        second.detach().to(summed.dtype), summed, rtol=1e-4, atol=1e-5 * float(summed.abs().max())
+    if isinstance(second, Recorded) and second.tensor.shape == summed.shape and torch.allclose(
+        second.tensor.to(summed.dtype), summed, rtol=1e-4, atol=1e-5 * float(summed.abs().max())
     ):
         raise AssertionError(
             f"{what}: the second result is the sum of both gradients, because backward() adds to image.grad. "
             "torch.autograd.grad returns the gradient without accumulating it"
         )
     assert_tensor_close(second, expected_second, f"the second result of {what}", **tolerance(expected_second))
-    if not torch.equal(first.detach(), kept):
+    if not torch.equal(restore(observations["first_after_second"]).tensor, first.tensor):
         raise AssertionError(
             f"{what}: the tensor returned by the first call changed during the second call; it shares memory "
             "with image.grad. Return a gradient that is not a view of .grad"
         )
 
 
-def check_saliency_map(student: Callable[..., Any]) -> None:
+def _probe_saliency_map(student: Callable[..., Any]) -> Observations:
+    return {
+        "maps": [
+            call(student, model, image.clone(), class_idx) for dtype in DTYPES for model, image, class_idx in _cases(dtype)
+        ]
+    }
+
+
+@hidden_check(_probe_saliency_map)
+def check_saliency_map(observations: Observations) -> None:
     """Values of ``saliency_map(model, image, class_idx)`` on hidden models and images (other sizes, float64)."""
-    for dtype in (torch.float32, torch.float64):
-        for model, image, class_idx in _cases(dtype):
-            what = f"saliency_map(model, image, {class_idx}) on an image of shape {tuple(image.shape)} ({image.dtype})"
-            actual = run_student(student, model, image.clone(), class_idx, what=what)
-            expected = saliency_map(model, image, class_idx)
-            assert_tensor_close(actual, expected, what, **tolerance(expected))
+    cases = [case for dtype in DTYPES for case in _cases(dtype)]
+    for (model, image, class_idx), outcome in zip(cases, observations["maps"], strict=True):
+        what = f"saliency_map(model, image, {class_idx}) on an image of shape {tuple(image.shape)} ({image.dtype})"
+        expected = saliency_map(model, image, class_idx)
+        assert_tensor_close(returned(outcome, what), expected, what, **tolerance(expected))
 
 
-def check_saliency_map_side_effects(student: Callable[..., Any]) -> None:
+def _probe_saliency_map_side_effects(student: Callable[..., Any]) -> Observations:
+    model, image, class_idx = _cases(torch.float32)[0]
+    model.train()
+    before = modes(model)
+    image = image.clone()
+    outcome = call(student, model, image, class_idx)
+    return {
+        "call": outcome, "before": before, "after": modes(model), "grads": gradient_sizes(model),
+        "input": input_state(image),
+    }
+
+
+@hidden_check(_probe_saliency_map_side_effects)
+def check_saliency_map_side_effects(observations: Observations) -> None:
     """``saliency_map`` computes in eval mode, restores each module's mode, writes no parameter ``.grad`` and
     leaves the caller's image as it was."""
     model, image, class_idx = _cases(torch.float32)[0]
     expected = saliency_map(model, image, class_idx)  # eval mode
-    model.train()
-    before = modes(model)
-    image = image.clone()
-    original = image.clone()
     what = "saliency_map"
-    actual = run_student(student, model, image, class_idx, what=f"{what} on a model in train mode")
-    assert_modes_restored(model, before, what)
+    actual = returned(observations["call"], f"{what} on a model in train mode")
+    assert_modes_restored(observations["after"], observations["before"], what)
     assert_tensor_close(
         actual, expected, f"{what} on a model in train mode (compute in eval mode: BatchNorm must use its running "
         "statistics)", **tolerance(expected)
     )
-    assert_no_parameter_grads(model, what)
-    assert_input_untouched(image, original, what)
+    assert_no_parameter_grads(observations["grads"], what)
+    assert_input_untouched(observations["input"], image, what)

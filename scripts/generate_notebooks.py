@@ -26,7 +26,7 @@ def assignments() -> list[str]:
     return sorted(path.name for path in (ROOT / "solutions").iterdir() if path.is_dir() and any(path.glob("*.ipynb")))
 
 
-def generate(release_dir: Path | None = None, db_url: str | None = None) -> None:
+def generate(release_dir: Path | None = None, db_url: str | None = None, quiet: bool = False) -> None:
     config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
     overrides = Config()
     if release_dir is not None:
@@ -42,7 +42,8 @@ def generate(release_dir: Path | None = None, db_url: str | None = None) -> None
         result = api.generate_assignment(assignment, force=True)
         if not result["success"]:
             sys.exit(f"generating {assignment} failed:\n{result.get('error') or result.get('log')}")
-        print(f"generated {assignment}")
+        if not quiet:
+            print(f"generated {assignment}")
 
 
 def main() -> None:

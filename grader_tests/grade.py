@@ -1,0 +1,419 @@
+"""Grade a class: ``make grade SUBMISSIONS=<folder or zip>`` runs ``python -m grader_tests.grade SUBMISSIONS``.
+
+Submissions are a folder in nbgrader's layout ``<student>/<assignment>/<notebook>.ipynb`` or an LMS zip of
+notebooks named ``<student>_<anything>_<notebook>.ipynb`` (:data:`LMS_FILENAME`). Every submission of one
+student to one assignment is a task:
+
+1. **intake**: copied to ``build/grading/submitted``; a missing or unreadable notebook is replaced by the
+   released one with a note saying why (it scores 0, and the feedback tells the student);
+2. **autograde** in a worker process (``--workers``, default: every core), with a private copy of an empty
+   gradebook: nbgrader ``autograde`` with this course's preprocessors (``nbgrader_config.py``), then
+   ``generate_feedback``;
+3. **merge**: the parent process copies the task's grades into ``build/gradebook.db`` in one transaction and
+   only then marks the task done in ``build/grading/state.json``. An interrupted run loses only the tasks in
+   flight; a re-run skips the submissions already graded (same bytes) and regrades the rest, never twice.
+
+Then ``build/grading/grades.csv`` (one row per student: points per graded cell, per notebook, in total),
+``feedback/<student>/<assignment>/*.html``, a printed summary and ``scores.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+import zipfile
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from .nbgrader_plugins import add_note, grade_id
+
+ROOT = Path(__file__).resolve().parents[1]
+GRADING = Path(os.environ.get("VISUALIZING_CNNS_GRADING", ROOT / "build" / "grading")).resolve()
+MAIN_DB = GRADING / "gradebook.db"  # nbgrader_config.py's db_url: formgrader and `nbgrader export` read it
+
+LMS_FILENAME = re.compile(r"(?P<student_id>[A-Za-z0-9.\-]+)_(?:.*_)?(?P<notebook>[A-Za-z0-9]+)\.ipynb$")
+"""An LMS download: ``alice_12345_gradcam.ipynb``, ``bob_gradcam.ipynb`` (the notebook name comes last)."""
+
+
+@dataclass
+class Task:
+    student: str
+    assignment: str
+    digest: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.student}/{self.assignment}"
+
+
+# --- the course -----------------------------------------------------------------------------------------------
+
+
+def released(root: Path = ROOT) -> dict[str, str]:
+    """``{assignment: notebook name}`` in course order, from the released notebooks."""
+    return {
+        path.parent.name: path.stem
+        for path in sorted((root / "notebooks").glob("*/*.ipynb"))
+        if ".ipynb_checkpoints" not in path.parts
+    }
+
+
+def nbgrader_config(db: Path, timeout: float | None = None) -> Any:
+    from traitlets.config import Config, PyFileConfigLoader  # noqa: PLC0415
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
+    overrides = Config()
+    overrides.CourseDirectory.db_url = f"sqlite:///{db}"
+    if timeout is not None:
+        overrides.Execute.timeout = int(timeout)
+    config.merge(overrides)
+    return config
+
+
+def api(db: Path, timeout: float | None = None) -> Any:
+    from nbgrader.apps import NbGraderAPI  # noqa: PLC0415
+    from nbgrader.coursedir import CourseDirectory  # noqa: PLC0415
+
+    config = nbgrader_config(db, timeout)
+    return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+
+
+def empty_gradebook(path: Path) -> None:
+    """A gradebook that knows the assignments and nothing else (each task grades into a copy)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from generate_notebooks import generate  # noqa: PLC0415
+
+    path.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as release:
+        generate(Path(release), f"sqlite:///{path}", quiet=True)
+
+
+# --- intake ---------------------------------------------------------------------------------------------------
+
+
+def intake(submissions: Path, root: Path = ROOT) -> list[Task]:
+    """Copy every submission into ``build/grading/submitted`` and check its notebook; one task each."""
+    notebooks = released(root)
+    if submissions.suffix == ".zip":
+        submissions = _unzip(submissions, notebooks)
+    if not submissions.is_dir():
+        raise SystemExit(f"{submissions} is neither a folder of submissions nor a zip")
+    tasks = []
+    for folder in sorted(path for path in submissions.glob("*/*") if path.is_dir()):
+        student, assignment = folder.parent.name, folder.name
+        if assignment not in notebooks:
+            print(f"skipped {student}/{assignment}: not an assignment of this course")
+            continue
+        dest = GRADING / "submitted" / student / assignment
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(folder, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+        task = Task(student, assignment, _digest(folder))
+        note = _check_notebook(dest, notebooks[assignment])
+        if note:
+            task.notes.append(note)
+            nb = nbformat.read(root / "notebooks" / assignment / f"{notebooks[assignment]}.ipynb", as_version=4)
+            add_note(nb, f"{note}: graded as the released notebook, 0 points")
+            nbformat.write(nb, dest / f"{notebooks[assignment]}.ipynb")
+        tasks.append(task)
+    return tasks
+
+
+def _unzip(archive: Path, notebooks: dict[str, str]) -> Path:
+    """An LMS zip -> ``build/grading/downloaded/<student>/<assignment>/<notebook>.ipynb``."""
+    assignment_of = {name: assignment for assignment, name in notebooks.items()}
+    out = GRADING / "downloaded"
+    shutil.rmtree(out, ignore_errors=True)
+    with zipfile.ZipFile(archive) as zipped:
+        for info in zipped.infolist():
+            match = LMS_FILENAME.search(Path(info.filename).name)
+            if info.is_dir() or not match or match["notebook"] not in assignment_of:
+                continue
+            target = out / match["student_id"] / assignment_of[match["notebook"]] / f"{match['notebook']}.ipynb"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(zipped.read(info))
+    return out
+
+
+def _digest(folder: Path) -> str:
+    sha = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        sha.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return sha.hexdigest()
+
+
+def _check_notebook(folder: Path, name: str) -> str | None:
+    """Why the submitted notebook cannot be graded as it is, or None."""
+    path = folder / f"{name}.ipynb"
+    if not path.exists():
+        found = ", ".join(sorted(p.name for p in folder.glob("*.ipynb"))) or "no notebook"
+        for other in folder.glob("*.ipynb"):
+            other.rename(other.with_suffix(".ipynb.misnamed"))  # nbgrader would skip it anyway
+        return f"{name}.ipynb is missing from the submission (found: {found})"
+    try:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+    except Exception as error:  # noqa: BLE001 - any reason the file is not a notebook
+        path.rename(path.with_suffix(".ipynb.invalid"))
+        return f"{name}.ipynb is not a valid notebook ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
+    if not any(grade_id(cell) for cell in nb.cells):
+        return None  # RepairStructure rebuilds it on the released cells and notes each one
+    return None
+
+
+# --- grading --------------------------------------------------------------------------------------------------
+
+
+def _worker_init() -> None:
+    import torch  # noqa: PLC0415
+
+    warnings.filterwarnings("ignore", module="nbgrader")  # nbgrader's own SQLAlchemy warnings, not the students'
+
+    torch.set_num_threads(1)
+
+
+def grade_task(task: Task, template: Path, timeout: float | None) -> dict[str, Any]:
+    """Autograde one submission into a private gradebook and write its feedback (runs in a worker)."""
+    db = GRADING / "work" / f"{task.student}--{task.assignment}.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, db)
+    grader = api(db, timeout)
+    started = time.perf_counter()
+    result = grader.autograde(task.assignment, task.student, force=True, create=True)
+    autograded = time.perf_counter()
+    if not result["success"]:
+        return {"task": asdict(task), "error": _last_lines(result.get("error") or result.get("log") or "")}
+    feedback = grader.generate_feedback(task.assignment, task.student, force=True)
+    if not feedback["success"]:
+        return {"task": asdict(task), "error": _last_lines(feedback.get("error") or feedback.get("log") or "")}
+    seconds = {"autograde": autograded - started, "feedback": time.perf_counter() - autograded}
+    return {"task": asdict(task), "db": str(db), "seconds": seconds}
+
+
+def _last_lines(text: str, n: int = 6) -> str:
+    return "\n".join(text.strip().splitlines()[-n:])
+
+
+def merge(main: Any, db: Path, assignment: str, student: str) -> None:
+    """Copy one graded submission from a task's gradebook into the main one, replacing an older grading."""
+    from nbgrader.api import Gradebook, MissingEntry  # noqa: PLC0415
+
+    with Gradebook(f"sqlite:///{db}") as source:
+        submission = source.find_submission(assignment, student)
+        timestamp = submission.timestamp
+        grades = {
+            (nb.name, grade.name): (grade.auto_score, grade.manual_score, grade.extra_credit, grade.needs_manual_grade)
+            for nb in submission.notebooks
+            for grade in nb.grades
+        }
+        comments = {
+            (nb.name, comment.name): comment.auto_comment for nb in submission.notebooks for comment in nb.comments
+        }
+    main.update_or_create_student(student)
+    try:
+        main.remove_submission(assignment, student)
+    except MissingEntry:
+        pass
+    fresh = main.add_submission(assignment, student, timestamp=timestamp)
+    for nb in fresh.notebooks:
+        for grade in nb.grades:
+            grade.auto_score, grade.manual_score, grade.extra_credit, grade.needs_manual_grade = grades[
+                (nb.name, grade.name)
+            ]
+        for comment in nb.comments:
+            comment.auto_comment = comments.get((nb.name, comment.name))
+    main.db.commit()
+
+
+class State:
+    """``build/grading/state.json``: which submission (by digest) is graded, with its notes; written atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
+
+    def done(self, task: Task) -> bool:
+        entry = self.entries.get(task.key, {})
+        return entry.get("digest") == task.digest and entry.get("status") == "graded"
+
+    def record(self, task: Task, status: str, **extra: Any) -> None:
+        self.entries[task.key] = {"digest": task.digest, "status": status, "notes": task.notes, **extra}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.entries, indent=1, sort_keys=True))
+        tmp.replace(self.path)
+
+
+def grade(submissions: Path, workers: int = os.cpu_count() or 1, timeout: float | None = None,
+          force: bool = False) -> State:
+    """Grade every submission not graded yet; returns the state (see the module docstring)."""
+    from nbgrader.api import Gradebook  # noqa: PLC0415
+    from tqdm import tqdm  # noqa: PLC0415
+
+    GRADING.mkdir(parents=True, exist_ok=True)
+    state = State(GRADING / "state.json")
+    tasks = intake(submissions)
+    todo = [task for task in tasks if force or not state.done(task)]
+    print(f"{len(tasks)} submissions from {len({t.student for t in tasks})} students; {len(todo)} to grade, "
+          f"{len(tasks) - len(todo)} already graded", flush=True)
+    if not MAIN_DB.exists() or not todo:
+        pass
+    template = GRADING / "template.db"
+    if todo:
+        empty_gradebook(template)
+        if not MAIN_DB.exists():
+            shutil.copyfile(template, MAIN_DB)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # kernels inherit it: one thread each, workers side by side
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    pool = ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn"), initializer=_worker_init)
+    try:
+        with Gradebook(f"sqlite:///{MAIN_DB}") as main:
+            futures = {pool.submit(grade_task, task, template, timeout): task for task in todo}
+            for future in tqdm(as_completed(futures), total=len(futures), desc="grading", unit="submission"):
+                task = futures[future]
+                try:
+                    result = future.result()
+                except Exception as error:  # noqa: BLE001 - a crashed worker fails one task, not the class
+                    result = {"error": f"{type(error).__name__}: {error}"}
+                if "error" in result:
+                    state.record(task, "failed", error=result["error"])
+                    tqdm.write(f"grading {task.key} failed: {result['error'].splitlines()[-1]}")
+                    continue
+                merge(main, Path(result["db"]), task.assignment, task.student)
+                state.record(task, "graded", notes=task.notes + _autograded_notes(task), seconds=result["seconds"])
+                Path(result["db"]).unlink(missing_ok=True)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        sys.exit("interrupted: the grades merged so far are kept; run the same command again to go on")
+    pool.shutdown()
+    return state
+
+
+def _autograded_notes(task: Task) -> list[str]:
+    from .nbgrader_plugins import notes  # noqa: PLC0415
+
+    path = GRADING / "autograded" / task.student / task.assignment
+    found = []
+    for notebook in sorted(path.glob("*.ipynb")):
+        found += [n for n in notes(nbformat.read(notebook, as_version=4)) if n not in task.notes]
+    return [n for n in found if not any(n.startswith(t) for t in task.notes)]
+
+
+# --- reports --------------------------------------------------------------------------------------------------
+
+
+def grade_table(students: Iterable[str], db: Path = MAIN_DB, root: Path = ROOT) -> tuple[list[str], list[dict]]:
+    """CSV columns and one row per student: every graded cell, each notebook's total, the total."""
+    from nbgrader.api import Gradebook, MissingEntry  # noqa: PLC0415
+
+    notebooks = released(root)
+    cells = {a: _graded_cells(root / "notebooks" / a / f"{n}.ipynb") for a, n in notebooks.items()}
+    columns = ["student"]
+    for assignment, graded in cells.items():
+        columns += [f"{assignment}/{name}" for name in graded] + [assignment]
+    columns += ["total", "max", "needs manual grading"]
+    rows = []
+    with Gradebook(f"sqlite:///{db}") as gb:
+        for student in sorted(students):
+            row: dict[str, Any] = {"student": student, "total": 0.0, "max": 0.0, "needs manual grading": 0}
+            for assignment, graded in cells.items():
+                row["max"] += sum(graded.values())
+                try:
+                    submission = gb.find_submission(assignment, student)
+                except MissingEntry:
+                    row[assignment] = ""
+                    continue
+                scores = {g.name: g for nb in submission.notebooks for g in nb.grades}
+                subtotal = 0.0
+                for name in graded:
+                    grade_ = scores.get(name)
+                    if grade_ is None or (grade_.needs_manual_grade and grade_.manual_score is None):
+                        row[f"{assignment}/{name}"] = ""
+                        row["needs manual grading"] += grade_ is not None
+                        continue
+                    row[f"{assignment}/{name}"] = grade_.score
+                    subtotal += grade_.score
+                row[assignment] = subtotal
+                row["total"] += subtotal
+            rows.append(row)
+    return columns, rows
+
+
+def _graded_cells(path: Path) -> dict[str, float]:
+    nb = nbformat.read(path, as_version=4)
+    return {
+        cell.metadata.nbgrader["grade_id"]: float(cell.metadata.nbgrader["points"])
+        for cell in nb.cells
+        if cell.metadata.get("nbgrader", {}).get("grade")
+    }
+
+
+def write_reports(state: State, out: Path = GRADING) -> list[dict]:
+    students = sorted({key.split("/")[0] for key, entry in state.entries.items() if entry["status"] == "graded"})
+    columns, rows = grade_table(students)
+    with open(out / "grades.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    _plot([row["total"] for row in rows], rows[0]["max"] if rows else 0.0, out / "scores.png")
+    _summary(state, rows, out)
+    return rows
+
+
+def _plot(totals: list[float], maximum: float, path: Path) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+    ax.hist(totals, bins=min(20, max(5, len(totals) // 3)), range=(0, maximum or 1), color="tab:blue")
+    ax.set(xlabel="points (autograded and manual so far)", ylabel="students",
+           title=f"Score distribution ({len(totals)} students, max {maximum:g})")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _summary(state: State, rows: list[dict], out: Path) -> None:
+    totals = [row["total"] for row in rows]
+    print(f"\ngraded {len(rows)} students -> {out / 'grades.csv'}, {out / 'scores.png'}, {out / 'feedback'}")
+    if totals:
+        print(f"total: mean {statistics.mean(totals):.1f}, median {statistics.median(totals):.1f}, "
+              f"min {min(totals):g}, max {max(totals):g} of {rows[0]['max']:g} "
+              f"(written answers count once graded by hand: {sum(r['needs manual grading'] for r in rows)} open)")
+    failed = {k: e for k, e in state.entries.items() if e["status"] == "failed"}
+    noted = {k: e["notes"] for k, e in state.entries.items() if e.get("notes")}
+    for key, notes_ in sorted(noted.items()):
+        print(f"  {key}: " + "; ".join(notes_))
+    for key, entry in sorted(failed.items()):
+        print(f"  {key}: GRADING FAILED, not in the grades: {entry['error'].splitlines()[-1]}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("submissions", type=Path, help="folder <student>/<assignment>/<notebook>.ipynb, or a zip")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel graders (default: cores)")
+    parser.add_argument("--timeout", type=float, help="seconds per cell before it is interrupted (default: 60)")
+    parser.add_argument("--force", action="store_true", help="regrade submissions already graded")
+    args = parser.parse_args(argv)
+    state = grade(args.submissions, args.workers, args.timeout, args.force)
+    write_reports(state)
+
+
+if __name__ == "__main__":
+    main()

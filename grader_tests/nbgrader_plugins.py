@@ -1,0 +1,300 @@
+"""nbgrader preprocessors that make autograding robust and honest; ``nbgrader_config.py`` puts them in place.
+
+* :class:`RepairStructure` (before nbgrader's own sanitising): rebuilds a submitted notebook on the skeleton of
+  the released one. Deleted, duplicated, retyped or edited locked cells are put right, the student's own extra
+  cells are kept where they were, and every repair is written into a "Grading notes" cell the feedback shows.
+* :class:`GuardedExecute` (nbgrader's ``Execute``): a per-cell timeout that interrupts, a kernel that stops
+  answering or dies ends the run without losing the cells already graded, and output floods are cut.
+* :class:`JudgeHiddenChecks` (after execution, before nbgrader scores): every graded test cell scores only if
+  its hidden checks' recorded observations pass the trusted judge in this process
+  (:mod:`grader_tests.recording`); the records and the kernel's tracebacks leave the notebook.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbclient.exceptions import DeadKernelError
+from nbclient.util import run_sync
+from nbformat.notebooknode import NotebookNode
+from nbgrader import utils
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from traitlets import Float, Integer, Unicode
+
+from .recording import RECORD_MIME, decode, judge
+
+NOTES_KEY = "visualizing_cnns"
+"""Cell metadata key of the "Grading notes" cell."""
+
+HIDDEN_BLOCK = re.compile(r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS", re.S)
+
+
+def grade_id(cell: NotebookNode) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def add_note(nb: NotebookNode, note: str) -> None:
+    """Append ``note`` to the notebook's "Grading notes" cell, creating it at the top."""
+    for cell in nb.cells:
+        if cell.get("metadata", {}).get(NOTES_KEY) == "grading-notes":
+            cell.source += f"\n* {note}"
+            return
+    cell = nbformat.v4.new_markdown_cell(f"**Grading notes**\n\n* {note}")
+    cell.metadata[NOTES_KEY] = "grading-notes"
+    nb.cells.insert(0, cell)
+
+
+def notes(nb: NotebookNode) -> list[str]:
+    """The grading notes of a notebook, one per line."""
+    for cell in nb.cells:
+        if cell.get("metadata", {}).get(NOTES_KEY) == "grading-notes":
+            return [line[2:] for line in cell.source.splitlines() if line.startswith("* ")]
+    return []
+
+
+# --- structure ----------------------------------------------------------------------------------------------
+
+
+class RepairStructure(NbGraderPreprocessor):
+    """Rebuild the submission on the released notebook's cells, keeping the student's answers and extra cells."""
+
+    release_directory = Unicode("", help="folder of the released notebooks: <assignment>/<notebook>.ipynb").tag(
+        config=True
+    )
+
+    def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict[str, Any]]:
+        info = resources["nbgrader"]
+        path = Path(self.release_directory) / info["assignment"] / f"{info['notebook']}.ipynb"
+        release = nbformat.read(path, as_version=4)
+        return repair(nb, release), resources
+
+
+def repair(nb: NotebookNode, release: NotebookNode) -> NotebookNode:
+    """``nb`` rebuilt on ``release``: see :class:`RepairStructure`. Returns a new notebook."""
+    released = {grade_id(cell): cell for cell in release.cells if grade_id(cell)}
+    found: dict[str, list[NotebookNode]] = {}
+    extras: dict[str | None, list[NotebookNode]] = {}  # the student's own cells, after the anchor they followed
+    anchor = None
+    for cell in nb.cells:
+        key = grade_id(cell)
+        if cell.get("metadata", {}).get(NOTES_KEY) == "grading-notes":
+            extras.setdefault(None, []).append(cell)
+        elif key in released:
+            found.setdefault(key, []).append(cell)
+            anchor = key
+        else:
+            cell.get("metadata", {}).pop("nbgrader", None)
+            extras.setdefault(anchor, []).append(cell)
+
+    repaired = nbformat.v4.new_notebook(metadata=nb.get("metadata", release.metadata))
+    repaired.cells = list(extras.get(None, []))
+    messages: list[str] = []
+    for key, original in released.items():
+        copies = found.get(key, [])
+        meta = original.metadata.nbgrader
+        if meta.get("solution"):
+            cell = _answer(key, original, copies, messages)
+            repaired.cells.append(cell)
+            repaired.cells.extend(_stripped(copies[:-1]))  # earlier copies run as the student's own cells
+        else:
+            if not copies:
+                messages.append(f"locked cell `{key}` was missing from the submission: restored")
+            elif len(copies) > 1:
+                messages.append(f"locked cell `{key}` appeared {len(copies)} times (duplicate): one copy kept")
+            elif copies[0].source != original.source or copies[0].cell_type != original.cell_type:
+                messages.append(f"locked cell `{key}` had been edited: restored from the released notebook")
+            repaired.cells.append(_fresh(original))
+        repaired.cells.extend(extras.get(key, []))
+    for message in messages:
+        add_note(repaired, message)
+    return repaired
+
+
+def _answer(key: str, original: NotebookNode, copies: list[NotebookNode], messages: list[str]) -> NotebookNode:
+    """The student's answer cell: the last copy, with the released cell type."""
+    if not copies:
+        messages.append(f"answer cell `{key}` was missing from the submission: restored empty")
+        return _fresh(original)
+    if len(copies) > 1:
+        messages.append(f"answer cell `{key}` appeared {len(copies)} times (duplicate): the last copy is graded")
+    cell = copies[-1]
+    if cell.cell_type != original.cell_type:
+        messages.append(f"answer cell `{key}` had been changed to {cell.cell_type}: restored as {original.cell_type}")
+        cell = _retyped(cell, original.cell_type)
+    return cell
+
+
+def _fresh(cell: NotebookNode) -> NotebookNode:
+    copy = nbformat.from_dict(cell)
+    if copy.cell_type == "code":
+        copy.outputs, copy.execution_count = [], None
+    return copy
+
+
+def _retyped(cell: NotebookNode, cell_type: str) -> NotebookNode:
+    maker = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell}[cell_type]
+    return maker(cell.source, metadata=cell.metadata)
+
+
+def _stripped(cells: list[NotebookNode]) -> list[NotebookNode]:
+    for cell in cells:
+        cell.metadata.pop("nbgrader", None)
+    return cells
+
+
+# --- execution ----------------------------------------------------------------------------------------------
+
+
+class GuardedExecute(Execute):
+    """nbgrader's ``Execute`` that survives what student code does to a kernel.
+
+    A cell that runs past ``timeout`` is interrupted (nbgrader's default) and the next cells run. If the kernel
+    does not answer the interrupt either, or dies, or the notebook exceeds ``notebook_timeout``, the remaining
+    cells are not run and a note says why; the cells before keep their results. Standard output beyond
+    ``max_output_chars`` per cell is dropped while it arrives, so a flood cannot fill the memory.
+    """
+
+    max_output_chars = Integer(20_000, help="stream characters kept per cell").tag(config=True)
+    notebook_timeout = Float(600.0, help="seconds for a whole notebook before the remaining cells are skipped").tag(
+        config=True
+    )
+
+    def preprocess(self, nb: NotebookNode, resources: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        self._stopped: str | None = None
+        self._chars: dict[int, int] = {}
+        self._started = time.monotonic()
+        self._timeouts_in_a_row = 0
+        self._messages: list[str] = []
+        nb, resources = super().preprocess(nb, resources, *args, **kwargs)
+        for message in self._messages:  # added afterwards: a new cell during the run would shift the cell loop
+            add_note(nb, message)
+        return nb, resources
+
+    def preprocess_cell(self, cell: NotebookNode, resources: dict[str, Any], index: int) -> Any:
+        if cell.cell_type != "code":
+            return cell, resources
+        if self._stopped is None and time.monotonic() - self._started > self.notebook_timeout:
+            self._stop(f"the notebook ran longer than {self.notebook_timeout:.0f} s in all")
+        if self._stopped is not None:
+            return cell, resources  # not run: its graded cells score 0 (JudgeHiddenChecks)
+        try:
+            cell, resources = super().preprocess_cell(cell, resources, index)
+        except DeadKernelError:
+            cell.outputs.append(_error("DeadKernelError", "the kernel died while running this cell"))
+            self._stop(f"the kernel died while running cell {index + 1} (os._exit, a crash or out of memory)")
+            return cell, resources
+        timed_out = any(out.get("ename") == "CellTimeoutError" for out in cell.outputs if out.output_type == "error")
+        if timed_out:
+            self._note(f"cell {index + 1} timed out after {self.timeout} s and was interrupted")
+            self._timeouts_in_a_row += 1
+            if self._timeouts_in_a_row >= 2:
+                self._stop("the kernel no longer answers after a timeout")
+                run_sync(self.km.shutdown_kernel)(now=True)
+        else:
+            self._timeouts_in_a_row = 0
+        return cell, resources
+
+    def output(self, outs: list, msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
+        if msg["msg_type"] == "stream":
+            before = self._chars.get(cell_index, 0)
+            self._chars[cell_index] = before + len(msg["content"].get("text", ""))
+            if self._chars[cell_index] > self.max_output_chars:
+                if before <= self.max_output_chars:
+                    outs.append(nbformat.v4.new_output("stream", name="stdout", text="\n... output truncated ...\n"))
+                return None
+        return super().output(outs, msg, display_id, cell_index)
+
+    def _note(self, message: str) -> None:
+        self._messages.append(message)
+
+    def _stop(self, reason: str) -> None:
+        self._stopped = reason
+        self._note(f"{reason}: the cells after it were not run")
+
+
+def _error(ename: str, evalue: str) -> NotebookNode:
+    return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
+
+
+# --- judging ------------------------------------------------------------------------------------------------
+
+
+def expected_checks(source: str) -> list[str]:
+    """Names of the hidden checks a test cell's hidden block imports (``grader_tests.<module>.<check>``)."""
+    names = []
+    for block in HIDDEN_BLOCK.findall(source):
+        for node in ast.walk(ast.parse(textwrap.dedent(block))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("grader_tests."):
+                names += [f"{node.module}.{alias.name}" for alias in node.names]
+    return names
+
+
+def uses_grader_package(nb: NotebookNode) -> bool:
+    """Whether a cell the student could write mentions the instructor's package."""
+    return any(
+        "grader_tests" in cell.source
+        for cell in nb.cells
+        if cell.cell_type == "code" and not utils.is_locked(cell) and not utils.is_grade(cell)
+    )
+
+
+class JudgeHiddenChecks(NbGraderPreprocessor):
+    """Score graded test cells by the trusted judge of their recorded observations, not by the kernel's word."""
+
+    def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict[str, Any]]:
+        cheat = uses_grader_package(nb)
+        if cheat:
+            add_note(nb, "the submission uses `grader_tests`, the grader's own package: its graded tests score 0")
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            records = [out for out in cell.outputs if RECORD_MIME in out.get("data", {})]
+            kept = [_without_traceback(out) for out in cell.outputs if out not in records]
+            if utils.is_grade(cell) and not utils.is_solution(cell):
+                kept = _verdict(cell, kept, records, cheat)
+            cell.outputs = kept
+        return nb, resources
+
+
+def _verdict(cell: NotebookNode, outputs: list, records: list, cheat: bool) -> list:
+    """The cell's outputs after judging: at most one error output, the reason it scored 0."""
+    errors = [out for out in outputs if out.output_type == "error"]
+    others = [out for out in outputs if out.output_type != "error"]
+    reason = None
+    if cheat:
+        reason = "the submission imports the grader's package (grader_tests)"
+    elif cell.get("execution_count") is None and not outputs:
+        reason = "this cell was not run (see the grading notes at the top)"
+    elif errors:
+        return [*others, errors[0]]
+    else:
+        recorded = {}
+        for out in records:
+            try:
+                name, observations = decode(out["data"][RECORD_MIME])
+            except Exception:  # noqa: BLE001 - a record that does not decode is no record
+                continue
+            recorded.setdefault(name, observations)
+        for name in expected_checks(cell.source):
+            if name not in recorded:
+                reason = "a hidden test did not run (the cell stopped before it)"
+            else:
+                reason = judge(name, recorded[name])
+            if reason:
+                break
+    if reason is None:
+        return others
+    return [*others, _error("HiddenTestFailed", reason)]
+
+
+def _without_traceback(output: NotebookNode) -> NotebookNode:
+    """Error outputs keep their type and message; the traceback (which may quote hidden code) goes."""
+    if output.output_type == "error":
+        output.traceback = [f"{output.ename}: {output.evalue}"]
+    return output
