@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: course test env measure notebooks walkthrough benchmark train release clean
+.PHONY: course test env measure notebooks walkthrough benchmark train release clean grade benchmark-grading
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,15 @@ train: env
 # The zip students get: build/release/visualizing-cnns-student.zip (notebooks/, helpers/, README, set-up files).
 release: env
 	$(PY) scripts/release.py
+
+# Autograde a class: SUBMISSIONS=<folder <student>/<assignment>/<notebook>.ipynb, or an LMS zip>.
+grade: env
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder or zip>"; exit 2; }
+	$(PY) -m grader_tests.grade "$(SUBMISSIONS)"
+
+# Seconds per submission, serial and parallel, on the fabricated class; overhead over plain execution.
+benchmark-grading: env
+	$(PY) scripts/benchmark_grading.py
 
 clean:
 	rm -rf build

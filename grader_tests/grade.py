@@ -247,6 +247,7 @@ class State:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.entries: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
+        self.graded_now = 0
 
     def done(self, task: Task) -> bool:
         entry = self.entries.get(task.key, {})
@@ -271,8 +272,7 @@ def grade(submissions: Path, workers: int = os.cpu_count() or 1, timeout: float 
     todo = [task for task in tasks if force or not state.done(task)]
     print(f"{len(tasks)} submissions from {len({t.student for t in tasks})} students; {len(todo)} to grade, "
           f"{len(tasks) - len(todo)} already graded", flush=True)
-    if not MAIN_DB.exists() or not todo:
-        pass
+    state.graded_now = 0
     template = GRADING / "template.db"
     if todo:
         empty_gradebook(template)
@@ -297,6 +297,7 @@ def grade(submissions: Path, workers: int = os.cpu_count() or 1, timeout: float 
                 merge(main, Path(result["db"]), task.assignment, task.student)
                 state.record(task, "graded", notes=task.notes + _autograded_notes(task), seconds=result["seconds"])
                 Path(result["db"]).unlink(missing_ok=True)
+                state.graded_now += 1
     except KeyboardInterrupt:
         pool.shutdown(wait=False, cancel_futures=True)
         sys.exit("interrupted: the grades merged so far are kept; run the same command again to go on")
@@ -317,10 +318,11 @@ def _autograded_notes(task: Task) -> list[str]:
 # --- reports --------------------------------------------------------------------------------------------------
 
 
-def grade_table(students: Iterable[str], db: Path = MAIN_DB, root: Path = ROOT) -> tuple[list[str], list[dict]]:
+def grade_table(students: Iterable[str], db: Path | None = None, root: Path = ROOT) -> tuple[list[str], list[dict]]:
     """CSV columns and one row per student: every graded cell, each notebook's total, the total."""
     from nbgrader.api import Gradebook, MissingEntry  # noqa: PLC0415
 
+    db = db or MAIN_DB
     notebooks = released(root)
     cells = {a: _graded_cells(root / "notebooks" / a / f"{n}.ipynb") for a, n in notebooks.items()}
     columns = ["student"]
@@ -363,9 +365,11 @@ def _graded_cells(path: Path) -> dict[str, float]:
     }
 
 
-def write_reports(state: State, out: Path = GRADING) -> list[dict]:
+def write_reports(state: State) -> list[dict]:
+    """grades.csv, scores.png and the printed summary; returns the CSV rows."""
+    out = GRADING
     students = sorted({key.split("/")[0] for key, entry in state.entries.items() if entry["status"] == "graded"})
-    columns, rows = grade_table(students)
+    columns, rows = grade_table(students, MAIN_DB)
     with open(out / "grades.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, columns, extrasaction="ignore")
         writer.writeheader()
