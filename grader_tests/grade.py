@@ -266,6 +266,7 @@ def grade(submissions: Path, workers: int = os.cpu_count() or 1, timeout: float 
     from nbgrader.api import Gradebook  # noqa: PLC0415
     from tqdm import tqdm  # noqa: PLC0415
 
+    warnings.filterwarnings("ignore", module="nbgrader")  # nbgrader's SQLAlchemy warnings while merging
     GRADING.mkdir(parents=True, exist_ok=True)
     state = State(GRADING / "state.json")
     tasks = intake(submissions)
