@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -12,7 +11,7 @@ from torch import nn
 from helpers.data import make_dataset
 from helpers.models import VGG11GAP
 
-from .recording import Foreign, Recorded, quiet, restore, snapshot
+from .recording import Foreign, Recorded, restore, snapshot
 
 HIDDEN_SEED = 90210
 """Seed of the hidden inputs; the notebooks' visible checks use the demo set and the embedded model."""
@@ -35,17 +34,6 @@ def hidden_model(width: float = 1 / 16, num_classes: int = 6, seed: int = HIDDEN
 def hidden_images(n: int = 2, size: int = 64, seed: int = HIDDEN_SEED, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``(n, 3, size, size)`` normalised shapes images from a seed the student never saw."""
     return make_dataset(n, seed, size).images.to(dtype)
-
-
-def run_student(function: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
-    """Call the student's function quietly; turn any exception into an AssertionError that says where."""
-    try:
-        with quiet():
-            return function(*args, **kwargs)
-    except NotImplementedError:
-        raise AssertionError(f"{what} is not implemented yet (it still raises NotImplementedError)") from None
-    except Exception as error:  # noqa: BLE001 - any failure of student code is a failed check
-        raise AssertionError(f"{what} raised {type(error).__name__} on new inputs: {error}") from None
 
 
 def assert_tensor_close(actual: Any, expected: torch.Tensor, what: str, *, rtol: float = 1e-4, atol: float = 1e-5) -> None:
@@ -122,15 +110,6 @@ def tolerance(expected: torch.Tensor) -> dict[str, float]:
     if expected.dtype == torch.float64:
         return {"rtol": 1e-7, "atol": 1e-9 * scale}
     return {"rtol": 1e-4, "atol": 1e-5 * scale}
-
-
-def run_quietly(function: Callable[..., Any], *args: Any) -> None:
-    """Call ``function`` and swallow any exception quietly (the hook checks provoke failures on purpose)."""
-    try:
-        with quiet():
-            function(*args)
-    except Exception:  # noqa: BLE001, S110 - the failure is the point; what it leaves behind is checked
-        pass
 
 
 # --- shared side-effect checks ----------------------------------------------------------------------------

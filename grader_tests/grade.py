@@ -41,7 +41,7 @@ from typing import Any
 
 import nbformat
 
-from .nbgrader_plugins import add_note, grade_id
+from .nbgrader_plugins import add_note
 
 ROOT = Path(__file__).resolve().parents[1]
 GRADING = Path(os.environ.get("VISUALIZING_CNNS_GRADING", ROOT / "build" / "grading")).resolve()
@@ -76,7 +76,7 @@ def released(root: Path = ROOT) -> dict[str, str]:
 
 
 def nbgrader_config(db: Path, timeout: float | None = None) -> Any:
-    from traitlets.config import Config, PyFileConfigLoader  # noqa: PLC0415
+    from traitlets.config import Config, PyFileConfigLoader
 
     config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
     overrides = Config()
@@ -88,8 +88,8 @@ def nbgrader_config(db: Path, timeout: float | None = None) -> Any:
 
 
 def api(db: Path, timeout: float | None = None) -> Any:
-    from nbgrader.apps import NbGraderAPI  # noqa: PLC0415
-    from nbgrader.coursedir import CourseDirectory  # noqa: PLC0415
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
 
     config = nbgrader_config(db, timeout)
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
@@ -98,7 +98,7 @@ def api(db: Path, timeout: float | None = None) -> Any:
 def empty_gradebook(path: Path) -> None:
     """A gradebook that knows the assignments and nothing else (each task grades into a copy)."""
     sys.path.insert(0, str(ROOT / "scripts"))
-    from generate_notebooks import generate  # noqa: PLC0415
+    from generate_notebooks import generate
 
     path.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as release:
@@ -172,16 +172,14 @@ def _check_notebook(folder: Path, name: str) -> str | None:
     except Exception as error:  # noqa: BLE001 - any reason the file is not a notebook
         path.rename(path.with_suffix(".ipynb.invalid"))
         return f"{name}.ipynb is not a valid notebook ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
-    if not any(grade_id(cell) for cell in nb.cells):
-        return None  # RepairStructure rebuilds it on the released cells and notes each one
-    return None
+    return None  # a valid notebook, however broken inside: RepairStructure rebuilds it and notes each repair
 
 
 # --- grading --------------------------------------------------------------------------------------------------
 
 
 def _worker_init() -> None:
-    import torch  # noqa: PLC0415
+    import torch
 
     warnings.filterwarnings("ignore", module="nbgrader")  # nbgrader's own SQLAlchemy warnings, not the students'
 
@@ -212,7 +210,7 @@ def _last_lines(text: str, n: int = 6) -> str:
 
 def merge(main: Any, db: Path, assignment: str, student: str) -> None:
     """Copy one graded submission from a task's gradebook into the main one, replacing an older grading."""
-    from nbgrader.api import Gradebook, MissingEntry  # noqa: PLC0415
+    from nbgrader.api import Gradebook, MissingEntry
 
     with Gradebook(f"sqlite:///{db}") as source:
         submission = source.find_submission(assignment, student)
@@ -263,8 +261,8 @@ class State:
 def grade(submissions: Path, workers: int = os.cpu_count() or 1, timeout: float | None = None,
           force: bool = False) -> State:
     """Grade every submission not graded yet; returns the state (see the module docstring)."""
-    from nbgrader.api import Gradebook  # noqa: PLC0415
-    from tqdm import tqdm  # noqa: PLC0415
+    from nbgrader.api import Gradebook
+    from tqdm import tqdm
 
     warnings.filterwarnings("ignore", module="nbgrader")  # nbgrader's SQLAlchemy warnings while merging
     GRADING.mkdir(parents=True, exist_ok=True)
@@ -307,7 +305,7 @@ def grade(submissions: Path, workers: int = os.cpu_count() or 1, timeout: float 
 
 
 def _autograded_notes(task: Task) -> list[str]:
-    from .nbgrader_plugins import notes  # noqa: PLC0415
+    from .nbgrader_plugins import notes
 
     path = GRADING / "autograded" / task.student / task.assignment
     found = []
@@ -321,7 +319,7 @@ def _autograded_notes(task: Task) -> list[str]:
 
 def grade_table(students: Iterable[str], db: Path | None = None, root: Path = ROOT) -> tuple[list[str], list[dict]]:
     """CSV columns and one row per student: every graded cell, each notebook's total, the total."""
-    from nbgrader.api import Gradebook, MissingEntry  # noqa: PLC0415
+    from nbgrader.api import Gradebook, MissingEntry
 
     db = db or MAIN_DB
     notebooks = released(root)
@@ -381,10 +379,10 @@ def write_reports(state: State) -> list[dict]:
 
 
 def _plot(totals: list[float], maximum: float, path: Path) -> None:
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
     ax.hist(totals, bins=min(20, max(5, len(totals) // 3)), range=(0, maximum or 1), color="tab:blue")

@@ -32,7 +32,7 @@ from .recording import RECORD_MIME, decode, judge
 NOTES_KEY = "visualizing_cnns"
 """Cell metadata key of the "Grading notes" cell."""
 
-HIDDEN_BLOCK = re.compile(r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS", re.S)
+HIDDEN_BLOCK = re.compile(r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS", re.DOTALL)
 
 
 def grade_id(cell: NotebookNode) -> str | None:

@@ -18,17 +18,18 @@ import tempfile
 import time
 from pathlib import Path
 
-SCRATCH = Path(tempfile.mkdtemp(prefix="grading-benchmark-"))
-os.environ["VISUALIZING_CNNS_GRADING"] = str(SCRATCH / "grading")  # before grader_tests.grade reads it
+# Before grader_tests.grade reads it. Worker processes re-import this file: they inherit the parent's folder.
+os.environ.setdefault("VISUALIZING_CNNS_GRADING", str(Path(tempfile.mkdtemp(prefix="grading-benchmark-")) / "grading"))
+SCRATCH = Path(os.environ["VISUALIZING_CNNS_GRADING"]).parent
 os.environ["OMP_NUM_THREADS"] = "1"
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import nbformat  # noqa: E402
-from nbclient import NotebookClient  # noqa: E402
+import nbformat
+from nbclient import NotebookClient
 
-from grader_tests import grade  # noqa: E402
-from grader_tests.fabricated_class import build_class  # noqa: E402
+from grader_tests import grade
+from grader_tests.fabricated_class import build_class
 
 
 def make_class(out: Path, copies: int) -> list[str]:

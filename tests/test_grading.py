@@ -56,7 +56,7 @@ def _feedback(grading: Path, student: str) -> str:
 
 
 def test_every_submission_is_graded_and_none_fails(graded):
-    submissions, students, state, _ = graded
+    _, students, state, _ = graded
     expected = {f"{student}/{assignment}" for student, s in students.items() for assignment in s.expected}
     assert set(state.entries) == expected
     assert {key: entry["status"] for key, entry in state.entries.items() if entry["status"] != "graded"} == {}
