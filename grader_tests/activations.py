@@ -38,7 +38,7 @@ from helpers.hooks import capture_activations
 from helpers.plotting import plot_activations
 
 from .common import HIDDEN_SEED, hidden_images, hidden_model, tolerance
-from .recording import Foreign, Observations, Recorded, call, hidden_check, restore, returned, snapshot
+from .recording import Foreign, Observations, Recorded, call, call_keeping, hidden_check, restore, returned, snapshot
 
 # --- references -----------------------------------------------------------------------------------------
 
@@ -117,18 +117,6 @@ def _matches(value: Any, expected: torch.Tensor) -> bool:
         and value.tensor.shape == expected.shape
         and torch.allclose(value.tensor.to(expected.dtype), expected, **tolerance(expected))
     )
-
-
-def _call_keeping(function: Callable[..., Any], *args: Any) -> tuple[dict[str, Any], Any]:
-    """:func:`~grader_tests.recording.call`, and the raw value too (``None`` after an error), to act on later."""
-    kept = []
-
-    def keep(*arguments: Any) -> Any:
-        kept.append(function(*arguments))
-        return kept[0]
-
-    outcome = call(keep, *args)
-    return outcome, kept[0] if kept else None
 
 
 def _probe_direct_call(hook: Callable[..., Any], activation_list: list, dtype: torch.dtype) -> Observations:
@@ -312,7 +300,7 @@ def _probe_registration(register: Callable[..., Any], recorder: _Recorder, names
     images = hidden_images(n=1)
     modules = dict(model.named_modules())
     qualified = {id(module): name for name, module in modules.items()}
-    outcome, handles = _call_keeping(register, model, list(names))
+    outcome, handles = call_keeping(register, model, list(names))
     facts: Observations = {"call": outcome}
     try:
         if not isinstance(handles, (list, tuple)):

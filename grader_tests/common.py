@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -11,7 +12,7 @@ from torch import nn
 from helpers.data import make_dataset
 from helpers.models import VGG11GAP
 
-from .recording import Foreign, Recorded, restore, snapshot
+from .recording import Foreign, Observations, Recorded, call, restore, returned, snapshot
 
 HIDDEN_SEED = 90210
 """Seed of the hidden inputs; the notebooks' visible checks use the demo set and the embedded model."""
@@ -172,3 +173,25 @@ def assert_input_untouched(state: dict[str, Any], original: torch.Tensor, what: 
         raise AssertionError(f"{what} turns on requires_grad (or leaves a .grad) on the caller's image: work on a copy")
     if image.tensor.shape != original.shape or not torch.equal(image.tensor, original):
         raise AssertionError(f"{what} changes the values of the caller's image")
+
+
+def call_in_train_mode(student: Callable[..., Any], model: nn.Module, *args: Any) -> Observations:
+    """Probe side: call the student's function on ``model`` put in train mode; its outcome, each module's mode
+    before and after, the hooks it left and the parameter gradients it left."""
+    model.train()
+    before, hooks = modes(model), hook_count(model)
+    outcome = call(student, model, *args)
+    return {
+        "call": outcome, "before": before, "after": modes(model), "hooks_left": hook_count(model) - hooks,
+        "grads": gradient_sizes(model),
+    }
+
+
+def assert_computed_in_eval_mode(observations: Observations, expected: torch.Tensor, what: str) -> None:
+    """Judge side of :func:`call_in_train_mode`: the modes are restored and the result is the eval-mode one."""
+    actual = returned(observations["call"], f"{what} on a model in train mode")
+    assert_modes_restored(observations["after"], observations["before"], what)
+    assert_tensor_close(
+        actual, expected, f"{what} on a model in train mode (compute in eval mode: BatchNorm must use its running "
+        "statistics)", **tolerance(expected)
+    )

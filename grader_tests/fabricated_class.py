@@ -25,7 +25,8 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-ROOT = Path(__file__).resolve().parents[1]
+from .course import ROOT, assignments, graded_cells, notebook_path
+
 MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 
 
@@ -39,14 +40,8 @@ class Student:
 # --- the course's notebooks --------------------------------------------------------------------------------
 
 
-def assignments(root: Path = ROOT) -> list[str]:
-    """Assignment ids in course order: the folders of ``notebooks/``."""
-    return sorted(path.name for path in (root / "notebooks").iterdir() if path.is_dir() and any(path.glob("*.ipynb")))
-
-
 def notebook_name(assignment: str, root: Path = ROOT) -> str:
-    (path,) = (root / "notebooks" / assignment).glob("*.ipynb")
-    return path.name
+    return notebook_path(assignment, root).name
 
 
 def _read(folder: str, assignment: str, root: Path) -> NotebookNode:
@@ -59,11 +54,7 @@ def _meta(cell: NotebookNode) -> dict:
 
 def graded_tests(assignment: str, root: Path = ROOT) -> dict[str, float]:
     """``{grade_id: points}`` of the autograded cells: graded test *code* cells (written answers excluded)."""
-    return {
-        _meta(cell)["grade_id"]: float(_meta(cell)["points"])
-        for cell in _read("notebooks", assignment, root).cells
-        if cell.cell_type == "code" and _meta(cell).get("grade") and not _meta(cell).get("solution")
-    }
+    return graded_cells(assignment, root, autograded_only=True)
 
 
 def autograded_points(assignment: str, root: Path = ROOT) -> float:

@@ -23,16 +23,16 @@ from helpers.hooks import capture_activations
 from helpers.inference import evaluating
 
 from .common import (
+    assert_computed_in_eval_mode,
     assert_input_untouched,
-    assert_modes_restored,
     assert_no_parameter_grads,
     assert_tensor_close,
     cached_hidden_images,
     calibrated_hidden_model,
+    call_in_train_mode,
     gradient_sizes,
     hook_count,
     input_state,
-    modes,
     tolerance,
 )
 from .recording import Observations, call, hidden_check, returned
@@ -187,30 +187,16 @@ def check_vis_gradcam_no_grads(observations: Observations) -> None:
     assert_input_untouched(observations["input"], img, "vis_gradcam")
 
 
-def _in_train_mode(student: Callable[..., Any], model: nn.Module, *args: Any) -> Observations:
-    """Call the student's function on ``model`` in train mode: outcome, modes before and after, hooks left."""
-    model.train()
-    before, hooks = modes(model), hook_count(model)
-    outcome = call(student, model, *args)
-    return {"call": outcome, "before": before, "after": modes(model), "hooks_left": hook_count(model) - hooks}
-
-
 def _probe_vis_gradcam_mode(student: Callable[..., Any]) -> Observations:
     model, img, _ = _cases(torch.float32)[2]
-    return _in_train_mode(student, model, img.clone())
+    return call_in_train_mode(student, model, img.clone())
 
 
 @hidden_check(_probe_vis_gradcam_mode)
 def check_vis_gradcam_mode(observations: Observations) -> None:
     """``vis_gradcam`` computes in eval mode and gives each module its mode back."""
     model, img, _ = _cases(torch.float32)[2]
-    expected = vis_gradcam(model, img)
-    actual = returned(observations["call"], "vis_gradcam on a model in train mode")
-    assert_modes_restored(observations["after"], observations["before"], "vis_gradcam")
-    assert_tensor_close(
-        actual, expected, "vis_gradcam on a model in train mode (compute in eval mode: BatchNorm must use its "
-        "running statistics)", **tolerance(expected)
-    )
+    assert_computed_in_eval_mode(observations, vis_gradcam(model, img), "vis_gradcam")
 
 
 def _probe_class_activation_map(student: Callable[..., Any]) -> Observations:
@@ -234,7 +220,7 @@ def check_class_activation_map(observations: Observations) -> None:
 
 def _probe_class_activation_map_side_effects(student: Callable[..., Any]) -> Observations:
     model, img, class_idx = _cases(torch.float32)[1]
-    observations = _in_train_mode(student, model, img.clone(), class_idx)
+    observations = call_in_train_mode(student, model, img.clone(), class_idx)
     _, observations["left_after_failure"] = _hooks_left(student, _exploding_model(), img.clone(), class_idx)
     return observations
 
@@ -244,15 +230,9 @@ def check_class_activation_map_side_effects(observations: Observations) -> None:
     """``class_activation_map`` removes its hooks (also when the forward fails), computes in eval mode and
     restores each module's mode."""
     model, img, class_idx = _cases(torch.float32)[1]
-    expected = class_activation_map(model, img, class_idx)
-    actual = returned(observations["call"], "class_activation_map on a model in train mode")
     if (left := observations["hooks_left"]) > 0:
         raise AssertionError(f"class_activation_map leaves {left} hook(s) registered on the model")
-    assert_modes_restored(observations["after"], observations["before"], "class_activation_map")
-    assert_tensor_close(
-        actual, expected, "class_activation_map on a model in train mode (compute in eval mode: BatchNorm must use "
-        "its running statistics)", **tolerance(expected)
-    )
+    assert_computed_in_eval_mode(observations, class_activation_map(model, img, class_idx), "class_activation_map")
     if (left := observations["left_after_failure"]) > 0:
         raise AssertionError(
             f"class_activation_map leaves {left} hook(s) registered when the forward pass raises: remove them in a "

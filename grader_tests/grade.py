@@ -41,9 +41,9 @@ from typing import Any
 
 import nbformat
 
-from .nbgrader_plugins import add_note
+from .course import ROOT, assignments, generate, graded_cells, nbgrader_api, notebook_path
+from .nbgrader_plugins import add_note, notes
 
-ROOT = Path(__file__).resolve().parents[1]
 GRADING = Path(os.environ.get("VISUALIZING_CNNS_GRADING", ROOT / "build" / "grading")).resolve()
 MAIN_DB = GRADING / "gradebook.db"  # nbgrader_config.py's db_url: formgrader and `nbgrader export` read it
 
@@ -66,40 +66,8 @@ class Task:
 # --- the course -----------------------------------------------------------------------------------------------
 
 
-def released(root: Path = ROOT) -> dict[str, str]:
-    """``{assignment: notebook name}`` in course order, from the released notebooks."""
-    return {
-        path.parent.name: path.stem
-        for path in sorted((root / "notebooks").glob("*/*.ipynb"))
-        if ".ipynb_checkpoints" not in path.parts
-    }
-
-
-def nbgrader_config(db: Path, timeout: float | None = None) -> Any:
-    from traitlets.config import Config, PyFileConfigLoader
-
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
-    overrides = Config()
-    overrides.CourseDirectory.db_url = f"sqlite:///{db}"
-    if timeout is not None:
-        overrides.Execute.timeout = int(timeout)
-    config.merge(overrides)
-    return config
-
-
-def api(db: Path, timeout: float | None = None) -> Any:
-    from nbgrader.apps import NbGraderAPI
-    from nbgrader.coursedir import CourseDirectory
-
-    config = nbgrader_config(db, timeout)
-    return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
-
-
 def empty_gradebook(path: Path) -> None:
     """A gradebook that knows the assignments and nothing else (each task grades into a copy)."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from generate_notebooks import generate
-
     path.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as release:
         generate(Path(release), f"sqlite:///{path}", quiet=True)
@@ -110,7 +78,7 @@ def empty_gradebook(path: Path) -> None:
 
 def intake(submissions: Path, root: Path = ROOT) -> list[Task]:
     """Copy every submission into ``build/grading/submitted`` and check its notebook; one task each."""
-    notebooks = released(root)
+    notebooks = {assignment: notebook_path(assignment, root).stem for assignment in assignments(root)}
     if submissions.suffix == ".zip":
         submissions = _unzip(submissions, notebooks)
     if not submissions.is_dir():
@@ -128,7 +96,7 @@ def intake(submissions: Path, root: Path = ROOT) -> list[Task]:
         note = _check_notebook(dest, notebooks[assignment])
         if note:
             task.notes.append(note)
-            nb = nbformat.read(root / "notebooks" / assignment / f"{notebooks[assignment]}.ipynb", as_version=4)
+            nb = nbformat.read(notebook_path(assignment, root), as_version=4)
             add_note(nb, f"{note}: graded as the released notebook, 0 points")
             nbformat.write(nb, dest / f"{notebooks[assignment]}.ipynb")
         tasks.append(task)
@@ -191,7 +159,7 @@ def grade_task(task: Task, template: Path, timeout: float | None) -> dict[str, A
     db = GRADING / "work" / f"{task.student}--{task.assignment}.db"
     db.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(template, db)
-    grader = api(db, timeout)
+    grader = nbgrader_api(f"sqlite:///{db}", timeout=timeout)
     started = time.perf_counter()
     result = grader.autograde(task.assignment, task.student, force=True, create=True)
     autograded = time.perf_counter()
@@ -278,7 +246,6 @@ def grade(submissions: Path, workers: int = os.cpu_count() or 1, timeout: float 
         if not MAIN_DB.exists():
             shutil.copyfile(template, MAIN_DB)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # kernels inherit it: one thread each, workers side by side
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     pool = ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn"), initializer=_worker_init)
     try:
         with Gradebook(f"sqlite:///{MAIN_DB}") as main:
@@ -294,7 +261,7 @@ def grade(submissions: Path, workers: int = os.cpu_count() or 1, timeout: float 
                     tqdm.write(f"grading {task.key} failed: {result['error'].splitlines()[-1]}")
                     continue
                 merge(main, Path(result["db"]), task.assignment, task.student)
-                state.record(task, "graded", notes=task.notes + _autograded_notes(task), seconds=result["seconds"])
+                state.record(task, "graded", notes=_autograded_notes(task), seconds=result["seconds"])
                 Path(result["db"]).unlink(missing_ok=True)
                 state.graded_now += 1
     except KeyboardInterrupt:
@@ -305,13 +272,9 @@ def grade(submissions: Path, workers: int = os.cpu_count() or 1, timeout: float 
 
 
 def _autograded_notes(task: Task) -> list[str]:
-    from .nbgrader_plugins import notes
-
+    """The grading notes of the graded notebook (the intake's among them)."""
     path = GRADING / "autograded" / task.student / task.assignment
-    found = []
-    for notebook in sorted(path.glob("*.ipynb")):
-        found += [n for n in notes(nbformat.read(notebook, as_version=4)) if n not in task.notes]
-    return [n for n in found if not any(n.startswith(t) for t in task.notes)]
+    return [note for notebook in sorted(path.glob("*.ipynb")) for note in notes(nbformat.read(notebook, as_version=4))]
 
 
 # --- reports --------------------------------------------------------------------------------------------------
@@ -322,8 +285,7 @@ def grade_table(students: Iterable[str], db: Path | None = None, root: Path = RO
     from nbgrader.api import Gradebook, MissingEntry
 
     db = db or MAIN_DB
-    notebooks = released(root)
-    cells = {a: _graded_cells(root / "notebooks" / a / f"{n}.ipynb") for a, n in notebooks.items()}
+    cells = {assignment: graded_cells(assignment, root) for assignment in assignments(root)}
     columns = ["student"]
     for assignment, graded in cells.items():
         columns += [f"{assignment}/{name}" for name in graded] + [assignment]
@@ -353,15 +315,6 @@ def grade_table(students: Iterable[str], db: Path | None = None, root: Path = RO
                 row["total"] += subtotal
             rows.append(row)
     return columns, rows
-
-
-def _graded_cells(path: Path) -> dict[str, float]:
-    nb = nbformat.read(path, as_version=4)
-    return {
-        cell.metadata.nbgrader["grade_id"]: float(cell.metadata.nbgrader["points"])
-        for cell in nb.cells
-        if cell.metadata.get("nbgrader", {}).get("grade")
-    }
 
 
 def write_reports(state: State) -> list[dict]:

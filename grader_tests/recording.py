@@ -108,13 +108,19 @@ def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, A
 
     ``NotImplementedError`` is noted as such, so the judge can say "not implemented yet".
     """
+    return call_keeping(function, *args, **kwargs)[0]
+
+
+def call_keeping(function: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[dict[str, Any], Any]:
+    """:func:`call`, and the raw value too (``None`` after an error) for the probe to act on later."""
     try:
         with quiet():
-            return {"value": snapshot(function(*args, **kwargs))}
+            value = function(*args, **kwargs)
+            return {"value": snapshot(value)}, value
     except NotImplementedError:
-        return {"error": "not implemented"}
+        return {"error": "not implemented"}, None
     except Exception as error:  # noqa: BLE001 - any failure of student code is an observation
-        return {"error": f"{type(error).__name__}: {error}"}
+        return {"error": f"{type(error).__name__}: {error}"}, None
 
 
 def returned(outcome: dict[str, Any], what: str) -> Any:

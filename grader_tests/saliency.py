@@ -25,18 +25,17 @@ from torch import nn
 from helpers.inference import evaluating
 
 from .common import (
+    assert_computed_in_eval_mode,
     assert_input_untouched,
-    assert_modes_restored,
     assert_no_parameter_grads,
     assert_tensor_close,
     cached_hidden_images,
     calibrated_hidden_model,
-    gradient_sizes,
+    call_in_train_mode,
     input_state,
-    modes,
     tolerance,
 )
-from .recording import Observations, Recorded, call, hidden_check, restore, returned, snapshot
+from .recording import Observations, Recorded, call, call_keeping, hidden_check, restore, returned, snapshot
 
 # --- reference --------------------------------------------------------------------------------------------
 
@@ -90,18 +89,6 @@ def _batch(image: torch.Tensor) -> torch.Tensor:
     return image[None].detach().clone().requires_grad_()
 
 
-def _call_keeping(function: Callable[..., Any], *args: Any) -> tuple[dict[str, Any], Any]:
-    """:func:`~grader_tests.recording.call`, and the raw value too (``None`` after an error), to look at later."""
-    kept = []
-
-    def keep(*arguments: Any) -> Any:
-        kept.append(function(*arguments))
-        return kept[0]
-
-    outcome = call(keep, *args)
-    return outcome, kept[0] if kept else None
-
-
 def _reference_gradient(model: nn.Module, image: torch.Tensor, class_idx: int) -> torch.Tensor:
     with torch.enable_grad():
         x = _batch(image)
@@ -138,7 +125,7 @@ def _probe_compute_gradient_score_no_accumulation(student: Callable[..., Any]) -
     model, image, first_class = _cases(torch.float32)[1]
     x = _batch(image)
     with torch.enable_grad():
-        first, first_value = _call_keeping(student, model(x)[0], x, first_class)
+        first, first_value = call_keeping(student, model(x)[0], x, first_class)
         second = call(student, model(x)[0], x, SECOND_CLASS)
     return {"first": first, "second": second, "first_after_second": snapshot(first_value)}
 
@@ -190,14 +177,8 @@ def check_saliency_map(observations: Observations) -> None:
 
 def _probe_saliency_map_side_effects(student: Callable[..., Any]) -> Observations:
     model, image, class_idx = _cases(torch.float32)[0]
-    model.train()
-    before = modes(model)
     image = image.clone()
-    outcome = call(student, model, image, class_idx)
-    return {
-        "call": outcome, "before": before, "after": modes(model), "grads": gradient_sizes(model),
-        "input": input_state(image),
-    }
+    return {**call_in_train_mode(student, model, image, class_idx), "input": input_state(image)}
 
 
 @hidden_check(_probe_saliency_map_side_effects)
@@ -205,13 +186,7 @@ def check_saliency_map_side_effects(observations: Observations) -> None:
     """``saliency_map`` computes in eval mode, restores each module's mode, writes no parameter ``.grad`` and
     leaves the caller's image as it was."""
     model, image, class_idx = _cases(torch.float32)[0]
-    expected = saliency_map(model, image, class_idx)  # eval mode
     what = "saliency_map"
-    actual = returned(observations["call"], f"{what} on a model in train mode")
-    assert_modes_restored(observations["after"], observations["before"], what)
-    assert_tensor_close(
-        actual, expected, f"{what} on a model in train mode (compute in eval mode: BatchNorm must use its running "
-        "statistics)", **tolerance(expected)
-    )
+    assert_computed_in_eval_mode(observations, saliency_map(model, image, class_idx), what)
     assert_no_parameter_grads(observations["grads"], what)
     assert_input_untouched(observations["input"], image, what)

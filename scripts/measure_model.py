@@ -18,11 +18,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # grader_tests is not an installed package
 
-from grader_tests.gradcam import grad_cam  # noqa: E402
-from helpers.data import IMAGE_SIZE, make_dataset  # noqa: E402
-from helpers.inference import predict  # noqa: E402
-from helpers.metrics import pointing_game  # noqa: E402
-from helpers.pretrained import load_pretrained  # noqa: E402
+from grader_tests.gradcam import grad_cam
+from helpers.data import IMAGE_SIZE, make_dataset
+from helpers.inference import predict
+from helpers.metrics import pointing_game
+from helpers.pretrained import load_pretrained
 
 EVAL_SEED = 1  # training renders seed 0 only
 TARGET_LAYER = "backbone.bn5_2"

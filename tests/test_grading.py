@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 from grader_tests import grade as G
-from grader_tests.fabricated_class import build_class
+from grader_tests.fabricated_class import build_class, graded_tests
 from grader_tests.nbgrader_plugins import JudgeHiddenChecks, expected_checks, notes, repair
 from grader_tests.recording import RECORD_MIME, HiddenCheck, encode
 
@@ -42,13 +42,7 @@ def graded(grading, tmp_path_factory):
 
 def _autograded(row: dict, assignment: str) -> float:
     """The points of the graded *test* cells (written answers are graded by hand)."""
-    path = next((ROOT / "notebooks" / assignment).glob("*.ipynb"))
-    tests = [
-        cell.metadata.nbgrader["grade_id"]
-        for cell in nbformat.read(path, as_version=4).cells
-        if cell.metadata.get("nbgrader", {}).get("grade") and not cell.metadata.nbgrader.get("solution")
-    ]
-    return sum(float(row[f"{assignment}/{name}"] or 0) for name in tests)
+    return sum(float(row[f"{assignment}/{name}"] or 0) for name in graded_tests(assignment))
 
 
 def _feedback(grading: Path, student: str) -> str:
