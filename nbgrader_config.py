@@ -41,7 +41,10 @@ from nbgrader.preprocessors import (  # noqa: E402
     LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades,
 )
 
-from grader_tests.nbgrader_plugins import GuardedExecute, JudgeHiddenChecks, RepairStructure  # noqa: E402
+from grader_tests.forkserver import ForkingKernelManager  # noqa: E402
+from grader_tests.nbgrader_plugins import (  # noqa: E402
+    FeedbackExporter, GuardedExecute, JudgeHiddenChecks, RepairStructure,
+)
 
 # Sanitising: rebuild broken notebooks on the released ones first, then nbgrader's own checks.
 c.RepairStructure.release_directory = str(ROOT / "notebooks")
@@ -49,10 +52,17 @@ c.Autograde.sanitize_preprocessors = [
     RepairStructure, ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
 ]
 # Grading: execute with guards, then let the trusted judge decide the graded test cells before nbgrader scores.
+# (nbgrader's default list ends with a second CheckCellMetadata: nothing here changes the nbgrader metadata the
+# sanitising step checked, and that check is a tenth of a notebook's grading time.)
 c.Autograde.autograde_preprocessors = [
     GuardedExecute, IgnorePattern, JudgeHiddenChecks, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
-    AssignLatePenalties, CheckCellMetadata,
+    AssignLatePenalties,
 ]
 c.Execute.timeout = 60  # seconds per cell; a cell past it is interrupted
+# Kernels are forked from a process that has imported torch & co. once (grader_tests/forkserver.py), and
+# killed once their notebook has run: nothing a kernel would do at exit counts.
+c.Execute.kernel_manager_class = ForkingKernelManager
+c.Execute.shutdown_kernel = "immediate"
 # Feedback never shows the hidden tests (nbgrader's default feedback would, jupyter/nbgrader#917).
 c.GenerateFeedback.preprocessors = [ClearHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.exporter_class = FeedbackExporter

@@ -35,8 +35,9 @@ def graded_cells(assignment: str, root: Path = ROOT, *, autograded_only: bool = 
     return cells
 
 
-def nbgrader_api(db_url: str | None = None, release_dir: Path | None = None, timeout: float | None = None) -> Any:
-    """nbgrader's API on ``nbgrader_config.py``, optionally with another gradebook, release folder or cell timeout."""
+def nbgrader_api(db_url: str | None = None, release_dir: Path | None = None, **execute: Any) -> Any:
+    """nbgrader's API on ``nbgrader_config.py``, optionally with another gradebook, release folder or options of
+    the grading kernels' ``GuardedExecute`` (``timeout``, ``figures``, ``every_cell``; None keeps the default)."""
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config import Config, PyFileConfigLoader
@@ -47,8 +48,9 @@ def nbgrader_api(db_url: str | None = None, release_dir: Path | None = None, tim
         overrides.CourseDirectory.db_url = db_url
     if release_dir is not None:
         overrides.CourseDirectory.release_directory = str(Path(release_dir).resolve())
-    if timeout is not None:
-        overrides.Execute.timeout = int(timeout)
+    for name, value in execute.items():
+        if value is not None:
+            overrides.GuardedExecute[name] = value
     config.merge(overrides)
     # nbgrader runs `alembic` as a subprocess to create a new gradebook: find the one next to this Python
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"

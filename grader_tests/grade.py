@@ -6,7 +6,7 @@ student to one assignment is a task:
 
 1. **intake**: copied to ``build/grading/submitted``; a missing or unreadable notebook is replaced by the
    released one with a note saying why (it scores 0, and the feedback tells the student);
-2. **autograde** in a worker process (``--workers``, default: every core), with a private copy of an empty
+2. **autograde** in a worker process (``--workers``, default: one more than the cores), with a private copy of an empty
    gradebook: nbgrader ``autograde`` with this course's preprocessors (``nbgrader_config.py``), then
    ``generate_feedback``;
 3. **merge**: the parent process copies the task's grades into ``build/gradebook.db`` in one transaction and
@@ -43,6 +43,9 @@ import nbformat
 
 from .course import ROOT, assignments, generate, graded_cells, nbgrader_api, notebook_path
 from .nbgrader_plugins import add_note, notes
+
+WORKERS = (os.cpu_count() or 1) + 1
+"""Graders side by side: one more than the cores, as each spends part of its time waiting for its kernel."""
 
 GRADING = Path(os.environ.get("VISUALIZING_CNNS_GRADING", ROOT / "build" / "grading")).resolve()
 MAIN_DB = GRADING / "gradebook.db"  # nbgrader_config.py's db_url: formgrader and `nbgrader export` read it
@@ -154,12 +157,13 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def grade_task(task: Task, template: Path, timeout: float | None) -> dict[str, Any]:
-    """Autograde one submission into a private gradebook and write its feedback (runs in a worker)."""
+def grade_task(task: Task, template: Path, execute: dict[str, Any]) -> dict[str, Any]:
+    """Autograde one submission into a private gradebook and write its feedback (runs in a worker);
+    ``execute``: options of the grading kernels (:func:`grader_tests.course.nbgrader_api`)."""
     db = GRADING / "work" / f"{task.student}--{task.assignment}.db"
     db.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(template, db)
-    grader = nbgrader_api(f"sqlite:///{db}", timeout=timeout)
+    grader = nbgrader_api(f"sqlite:///{db}", **execute)
     started = time.perf_counter()
     result = grader.autograde(task.assignment, task.student, force=True, create=True)
     autograded = time.perf_counter()
@@ -214,6 +218,7 @@ class State:
         self.path = path
         self.entries: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
         self.graded_now = 0
+        self.set_up_seconds = 0.0  # this run's intake and empty gradebook, before the first submission
 
     def done(self, task: Task) -> bool:
         entry = self.entries.get(task.key, {})
@@ -226,12 +231,14 @@ class State:
         tmp.replace(self.path)
 
 
-def grade(submissions: Path, workers: int = os.cpu_count() or 1, timeout: float | None = None,
-          force: bool = False) -> State:
-    """Grade every submission not graded yet; returns the state (see the module docstring)."""
+def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = None,
+          force: bool = False, full: bool = False) -> State:
+    """Grade every submission not graded yet; returns the state (see the module docstring). ``timeout``: seconds
+    per cell; ``full``: render the figures and run the cells after the last test too, for complete feedback."""
     from nbgrader.api import Gradebook
     from tqdm import tqdm
 
+    started = time.perf_counter()
     warnings.filterwarnings("ignore", module="nbgrader")  # nbgrader's SQLAlchemy warnings while merging
     GRADING.mkdir(parents=True, exist_ok=True)
     state = State(GRADING / "state.json")
@@ -245,11 +252,14 @@ def grade(submissions: Path, workers: int = os.cpu_count() or 1, timeout: float 
         empty_gradebook(template)
         if not MAIN_DB.exists():
             shutil.copyfile(template, MAIN_DB)
+    state.set_up_seconds = time.perf_counter() - started
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # kernels inherit it: one thread each, workers side by side
     pool = ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn"), initializer=_worker_init)
     try:
         with Gradebook(f"sqlite:///{MAIN_DB}") as main:
-            futures = {pool.submit(grade_task, task, template, timeout): task for task in todo}
+            execute = {"timeout": None if timeout is None else int(timeout), "figures": full or None,
+                       "every_cell": full or None}
+            futures = {pool.submit(grade_task, task, template, execute): task for task in todo}
             for future in tqdm(as_completed(futures), total=len(futures), desc="grading", unit="submission"):
                 task = futures[future]
                 try:
@@ -363,11 +373,15 @@ def _summary(state: State, rows: list[dict], out: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("submissions", type=Path, help="folder <student>/<assignment>/<notebook>.ipynb, or a zip")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel graders (default: cores)")
+    parser.add_argument("--workers", type=int, default=WORKERS,
+                        help=f"parallel graders (default: cores + 1 = {WORKERS}); each takes about 1 GB of memory")
     parser.add_argument("--timeout", type=float, help="seconds per cell before it is interrupted (default: 60)")
     parser.add_argument("--force", action="store_true", help="regrade submissions already graded")
+    parser.add_argument("--full", action="store_true",
+                        help="feedback with every figure and cell (by default grading skips what cannot change a "
+                             "grade: figures and the cells after the last test; about twice as fast)")
     args = parser.parse_args(argv)
-    state = grade(args.submissions, args.workers, args.timeout, args.force)
+    state = grade(args.submissions, args.workers, args.timeout, args.force, args.full)
     write_reports(state)
 
 

@@ -8,11 +8,13 @@
 * :class:`JudgeHiddenChecks` (after execution, before nbgrader scores): every graded test cell scores only if
   its hidden checks' recorded observations pass the trusted judge in this process
   (:mod:`grader_tests.recording`); the records and the kernel's tracebacks leave the notebook.
+* :class:`FeedbackExporter`: nbconvert's HTML exporter that compiles its templates once per process.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import re
 import textwrap
 import time
@@ -20,23 +22,36 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from jinja2 import BytecodeCache
+from jinja2.bccache import Bucket
 from nbclient.exceptions import DeadKernelError
+from nbconvert.exporters import HTMLExporter, TemplateExporter
+from nbconvert.filters.highlight import Highlight2HTML
+from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 from nbclient.util import run_sync
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
-from traitlets import Float, Integer, Unicode
+from traitlets import Bool, Float, Integer, Unicode
 
 from .recording import RECORD_MIME, decode, judge
 
 NOTES_KEY = "visualizing_cnns"
 """Cell metadata key of the "Grading notes" cell."""
 
+FIGURELESS_BACKEND = "module://grader_tests.figureless_backend"
+"""``MPLBACKEND`` of grading kernels unless figures are wanted."""
+
 HIDDEN_BLOCK = re.compile(r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS", re.DOTALL)
 
 
 def grade_id(cell: NotebookNode) -> str | None:
     return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def is_autograded_test(cell: NotebookNode) -> bool:
+    """A graded code cell the student does not write: its tests decide its points."""
+    return cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
 
 
 def add_note(nb: NotebookNode, note: str) -> None:
@@ -158,12 +173,23 @@ class GuardedExecute(Execute):
     does not answer the interrupt either, or dies, or the notebook exceeds ``notebook_timeout``, the remaining
     cells are not run and a note says why; the cells before keep their results. Standard output beyond
     ``max_output_chars`` per cell is dropped while it arrives, so a flood cannot fill the memory.
+
+    What cannot change a grade is skipped unless asked for: figures are not rendered (``figures``, see
+    :mod:`grader_tests.figureless_backend`) and the cells after the last autograded test cell are not run
+    (``every_cell``); a markdown cell after that test says so in the feedback.
     """
 
     max_output_chars = Integer(20_000, help="stream characters kept per cell").tag(config=True)
     notebook_timeout = Float(600.0, help="seconds for a whole notebook before the remaining cells are skipped").tag(
         config=True
     )
+    figures = Bool(False, help="render matplotlib figures into the graded notebooks (slower)").tag(config=True)
+    every_cell = Bool(False, help="also run the cells after the last autograded test (slower)").tag(config=True)
+
+    def start_new_kernel(self, **kwargs: Any) -> None:
+        if not self.figures:
+            kwargs.setdefault("env", {**os.environ, "MPLBACKEND": FIGURELESS_BACKEND})
+        super().start_new_kernel(**kwargs)
 
     def preprocess(self, nb: NotebookNode, resources: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         self._stopped: str | None = None
@@ -171,7 +197,11 @@ class GuardedExecute(Execute):
         self._started = time.monotonic()
         self._timeouts_in_a_row = 0
         self._messages: list[str] = []
+        tests = [index for index, cell in enumerate(nb.cells) if is_autograded_test(cell)]
+        self._last = len(nb.cells) if self.every_cell or not tests else tests[-1]
         nb, resources = super().preprocess(nb, resources, *args, **kwargs)
+        if any(cell.cell_type == "code" for cell in nb.cells[self._last + 1 :]):
+            nb.cells.insert(self._last + 1, _not_run_marker())
         for message in self._messages:  # added afterwards: a new cell during the run would shift the cell loop
             add_note(nb, message)
         return nb, resources
@@ -183,6 +213,8 @@ class GuardedExecute(Execute):
             self._stop(f"the notebook ran longer than {self.notebook_timeout:.0f} s in all")
         if self._stopped is not None:
             return cell, resources  # not run: its graded cells score 0 (JudgeHiddenChecks)
+        if index > self._last:
+            return cell, resources
         try:
             cell, resources = super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
@@ -216,6 +248,15 @@ class GuardedExecute(Execute):
     def _stop(self, reason: str) -> None:
         self._stopped = reason
         self._note(f"{reason}: the cells after it were not run")
+
+
+def _not_run_marker() -> NotebookNode:
+    cell = nbformat.v4.new_markdown_cell(
+        "**Grading stopped here.** The cells below come after the last graded test, so they cannot change the "
+        "grade and were not run. Your own notebook shows what they do."
+    )
+    cell.metadata[NOTES_KEY] = "not-run"
+    return cell
 
 
 def _error(ename: str, evalue: str) -> NotebookNode:
@@ -256,7 +297,7 @@ class JudgeHiddenChecks(NbGraderPreprocessor):
                 continue
             records = [out for out in cell.outputs if RECORD_MIME in out.get("data", {})]
             kept = [_without_traceback(out) for out in cell.outputs if out not in records]
-            if utils.is_grade(cell) and not utils.is_solution(cell):
+            if is_autograded_test(cell):
                 kept = _verdict(cell, kept, records, cheat)
             cell.outputs = kept
         return nb, resources
@@ -298,3 +339,44 @@ def _without_traceback(output: NotebookNode) -> NotebookNode:
     if output.output_type == "error":
         output.traceback = [f"{output.ename}: {output.evalue}"]
     return output
+
+
+# --- feedback -----------------------------------------------------------------------------------------------
+
+
+class _CompiledTemplates(BytecodeCache):
+    """Jinja's compiled templates, kept for the life of the process (Jinja checks each against its source)."""
+
+    compiled: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        if bucket.key in self.compiled:
+            bucket.bytecode_from_string(self.compiled[bucket.key])
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+class FeedbackExporter(HTMLExporter):
+    """nbgrader's feedback exporter at twice the speed: its templates compile once per grading process, not once
+    per notebook, and a page without images skips the exporter's BeautifulSoup pass, which only adds image alt
+    texts and JupyterLab's tab stops (the feedback template has no JupyterLab cells)."""
+
+    def _create_environment(self) -> Any:
+        environment = super()._create_environment()
+        environment.bytecode_cache = _CompiledTemplates()
+        return environment
+
+    def from_notebook_node(self, nb: NotebookNode, resources: dict | None = None, **kw: Any) -> tuple[str, dict]:
+        if any(key.startswith("image/") for cell in nb.cells for out in cell.get("outputs", [])
+               for key in out.get("data", {})):
+            return super().from_notebook_node(nb, resources, **kw)
+        # HTMLExporter.from_notebook_node up to its BeautifulSoup pass
+        language = nb.metadata.get("language_info", {})
+        lexer = language.get("pygments_lexer", language.get("name"))
+        self.register_filter("highlight_code",
+                             self.filters.get("highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self)))
+        resources = self._init_resources(resources)
+        self.register_filter("filter_data_type",
+                             WidgetsDataTypeFilter(notebook_metadata=self._nb_metadata, parent=self, resources=resources))
+        return TemplateExporter.from_notebook_node(self, nb, resources, **kw)

@@ -13,7 +13,7 @@ import pytest
 
 from grader_tests import grade as G
 from grader_tests.fabricated_class import build_class, graded_tests
-from grader_tests.nbgrader_plugins import JudgeHiddenChecks, expected_checks, notes, repair
+from grader_tests.nbgrader_plugins import JudgeHiddenChecks, expected_checks, is_autograded_test, notes, repair
 from grader_tests.recording import RECORD_MIME, HiddenCheck, encode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,6 +102,30 @@ def test_a_rerun_grades_nothing_again_and_a_regrade_gives_the_same_grades(graded
     regraded = G.grade(only, workers=1, timeout=30, force=True)
     assert regraded.graded_now == 1
     assert G.grade_table(["partlywrong"], G.MAIN_DB)[1][0] == rows["partlywrong"]
+
+
+def test_grading_skips_figures_and_the_cells_after_the_last_test_and_says_so(graded, grading):
+    autograded = nbformat.read(grading / "autograded" / "perfect" / "06_gradcam" / "gradcam.ipynb", as_version=4)
+    marker = next(i for i, cell in enumerate(autograded.cells) if cell.metadata.get("visualizing_cnns") == "not-run")
+    assert is_autograded_test(autograded.cells[marker - 1])
+    after = [cell for cell in autograded.cells[marker:] if cell.cell_type == "code"]
+    assert after and all(not cell.outputs for cell in after)
+    before = [cell for cell in autograded.cells[:marker] if cell.cell_type == "code"]
+    assert all(cell.execution_count for cell in before)
+    images = [key for cell in before for out in cell.outputs for key in out.get("data", {}) if "image" in key]
+    assert images == []
+    assert "Grading stopped here" in _feedback(grading, "perfect")
+
+
+def test_full_grading_renders_every_figure_and_cell_for_the_same_grade(graded, grading):
+    submissions, _, _, rows = graded
+    only = submissions.parent / "full"
+    (only / "perfect").mkdir(parents=True)
+    (only / "perfect" / "06_gradcam").symlink_to(submissions / "perfect" / "06_gradcam")
+    G.grade(only, workers=1, timeout=30, force=True, full=True)
+    feedback = (grading / "feedback" / "perfect" / "06_gradcam" / "gradcam.html").read_text()
+    assert "data:image/png" in feedback and "Grading stopped here" not in feedback
+    assert G.grade_table(["perfect"], G.MAIN_DB)[1][0] == rows["perfect"]
 
 
 def _hidden_check_names() -> list[str]:

@@ -1,0 +1,237 @@
+"""Kernels forked from a warm process: grading starts a kernel per notebook in milliseconds instead of seconds.
+
+A fresh ``ipykernel`` spends about 0.6 s starting and the notebook's first cell 1.8 s importing torch,
+torchvision and matplotlib; the first meta-tensor or autograd call imports another few hundred modules. Six
+notebooks a student, that is most of the grading time. Instead each grading process starts one *fork server*
+(``python -m grader_tests.forkserver``) that imports all of it once and warms it up, without running any
+student code, and forks one child per kernel. The child is a fresh ``ipykernel`` with its own process group,
+working folder and environment, like one ``jupyter_client`` would start; only the module imports are
+shared (copy-on-write).
+
+:class:`ForkingKernelManager` (``nbgrader_config.py`` sets it as the ``Execute`` kernel manager) launches the
+standard Python kernel this way on Linux and any other kernel, or on any other system, the usual way.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+from jupyter_client import AsyncKernelManager
+from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.provisioning import LocalProvisioner
+
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+"""ipykernel's matplotlib backend, unless ``MPLBACKEND`` says otherwise."""
+
+IPYKERNEL = ["-m", "ipykernel_launcher"]
+
+
+def forkable(cmd: list[str]) -> bool:
+    """Whether ``cmd`` starts the Python kernel of this interpreter, on a system where forking it is safe."""
+    return sys.platform.startswith("linux") and cmd[1:3] == IPYKERNEL and os.path.basename(cmd[0]).startswith("python")
+
+
+# --- the grading process's side ---------------------------------------------------------------------------------
+
+
+class ForkServer:
+    """The fork server of this process: started on first use, stopped (with its kernels) when this process ends."""
+
+    _instance: ForkServer | None = None
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "grader_tests.forkserver"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        )
+        atexit.register(self.close)
+
+    @classmethod
+    def get(cls) -> ForkServer:
+        if cls._instance is None or cls._instance.process.poll() is not None:
+            cls._instance = cls()
+        return cls._instance
+
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: str) -> int:
+        """Fork a kernel running ``argv[3:]`` (the arguments after ``python -m ipykernel_launcher``); its pid."""
+        assert self.process.stdin and self.process.stdout
+        self.process.stdin.write(json.dumps({"args": argv[3:], "env": env, "cwd": cwd}) + "\n")
+        reply = self.process.stdout.readline()
+        if not reply:
+            raise RuntimeError(f"the kernel fork server exited (code {self.process.wait()})")
+        return int(json.loads(reply)["pid"])
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()  # the server kills its kernels and exits
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+class ForkedKernel:
+    """What ``LocalProvisioner`` needs of a ``Popen`` for a kernel forked by the server (not our child)."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        """None while the kernel runs; the server reaps it when it ends, so its exit code is not known here."""
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return -1
+        return None
+
+    def wait(self) -> int | None:
+        return self.poll()
+
+    def send_signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+class ForkingProvisioner(LocalProvisioner):
+    """``LocalProvisioner`` that forks the Python kernel from the fork server (see :func:`forkable`)."""
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        if not forkable(cmd):
+            return await super().launch_kernel(cmd, **kwargs)
+        cwd = str(kwargs.get("cwd") or os.getcwd())
+        pid = ForkServer.get().spawn(cmd, dict(kwargs.get("env") or os.environ), cwd)
+        self.process = ForkedKernel(pid)  # type: ignore[assignment]
+        self.pid = self.pgid = pid  # the kernel leads its own process group: interrupts and kills reach it all
+        self.cwd = cwd
+        return self.connection_info
+
+
+class ForkingKernelManager(AsyncKernelManager):
+    """nbclient's kernel manager with :class:`ForkingProvisioner`."""
+
+    async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
+        if self.provisioner is None:
+            self.provisioner = ForkingProvisioner(kernel_id=kw.get("kernel_id") or self.kernel_id or "",
+                                                  kernel_spec=self.kernel_spec, parent=self)
+        return await super()._async_pre_start_kernel(**kw)
+
+
+# --- the fork server ----------------------------------------------------------------------------------------------
+
+
+def preload() -> None:
+    """Import and warm up what the notebooks use, without choosing matplotlib's backend or starting a thread."""
+    os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # as ipykernel's kernel specs do
+    import IPython  # noqa: F401
+    import IPython.core.completerlib  # noqa: F401 - with the debugger, what a kernel imports as it starts
+    import IPython.extensions.storemagic  # noqa: F401
+    import ipykernel.debugger  # noqa: F401
+    import ipykernel.ipkernel  # noqa: F401
+    import ipykernel.kernelapp  # noqa: F401
+    import psutil  # noqa: F401
+    import sqlite3  # noqa: F401
+    import tornado.platform.asyncio  # noqa: F401
+    import tornado.queues  # noqa: F401
+    import matplotlib.pyplot  # noqa: F401 - not the inline backend: it hooks into the shell that imports it
+    import torch
+    import torchvision  # noqa: F401
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    import helpers
+    import helpers.environment  # noqa: F401
+
+    x = torch.zeros(1, 3, helpers.IMAGE_SIZE, helpers.IMAGE_SIZE, requires_grad=True)
+    helpers.load_pretrained()(x).sum().backward()  # autograd, convolution and batch-norm kernels
+    with torch.device("meta"):
+        torch.nn.Conv2d(3, 8, 3)(torch.zeros(1, 3, 8, 8))  # the meta-tensor machinery
+    fig = Figure()
+    fig.add_subplot().imshow([[0.0, 1.0]])
+    FigureCanvasAgg(fig).print_png(open(os.devnull, "wb"))  # fonts and the PNG writer
+
+
+def serve() -> None:
+    """Answer each request line ``{"args", "env", "cwd"}`` on stdin with ``{"pid"}``; at end of input, kill the
+    kernels still running and exit."""
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # what the kernels print goes where this server's errors go, never into the replies
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the grading process: it closes our input
+    preload()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped as they end
+    kernels = []
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            replies.close()
+            _become_kernel(request["args"], request["env"], request["cwd"])
+        try:
+            os.setpgid(pid, pid)  # here too, so that no signal can reach the kernel before it leads its group
+        except OSError:
+            pass  # the child did it first, or already ended
+        kernels.append(pid)
+        replies.write(json.dumps({"pid": pid}) + "\n")
+    for pid in kernels:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _become_kernel(args: list[str], env: dict[str, str], cwd: str) -> None:
+    """In the forked child: become ``python -m ipykernel_launcher *args`` started in ``cwd`` with ``env``."""
+    code = 1
+    try:
+        os.setpgid(0, 0)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        sys.stdin = open(os.devnull)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        os.environ["JPY_PARENT_PID"] = str(os.getppid())
+        os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
+        import matplotlib
+        import random
+
+        matplotlib.rcParams["backend"] = os.environ["MPLBACKEND"]  # read at import, in the server
+        random.seed()  # a fresh interpreter's seed, not the server's
+        sys.argv = ["ipykernel_launcher", *args]
+        from ipykernel import kernelapp
+
+        # the kernel exits when its parent, this server, does (read from JPY_PARENT_PID at import, in the server)
+        kernelapp.launch_new_instance(argv=[*args, f"--IPKernelApp.parent_handle={os.getppid()}"])
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    except BaseException:  # noqa: BLE001 - report and end the child, never return into the server's loop
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+if __name__ == "__main__":
+    if sys.path and os.path.abspath(sys.path[0]) == os.getcwd():
+        del sys.path[0]  # as ipykernel_launcher does; the kernel's shell puts its own folder back
+    serve()

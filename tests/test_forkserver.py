@@ -1,0 +1,101 @@
+"""Kernels forked from the warm fork server behave like fresh ones: their own folder, environment, process group
+and matplotlib backend; interrupts, deaths and the server's end reach them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+
+from grader_tests.forkserver import ForkingKernelManager, ForkServer, forkable
+from grader_tests.nbgrader_plugins import FIGURELESS_BACKEND
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernels are forked on Linux only")
+
+
+def run(tmp_path, *sources: str, timeout: int = 60, env: dict | None = None) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in sources])
+    client = NotebookClient(nb, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
+                            kernel_manager_class=ForkingKernelManager, resources={"metadata": {"path": str(tmp_path)}})
+    with client.setup_kernel(**({"env": env} if env else {})):
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+    return nb
+
+
+def text(cell) -> str:
+    return "".join(out.get("text", "") for out in cell.outputs if out.output_type == "stream")
+
+
+def test_only_the_python_kernel_on_linux_is_forked():
+    assert forkable(["python", "-m", "ipykernel_launcher", "-f", "c.json"])
+    assert not forkable(["python", "-m", "other_kernel", "-f", "c.json"])
+    assert not forkable(["julia", "-m", "ipykernel_launcher", "-f", "c.json"])
+
+
+def test_a_forked_kernel_is_a_fresh_kernel_in_its_own_folder_group_and_environment(tmp_path):
+    (tmp_path / "mine.py").write_text("VALUE = 42\n")
+    env = {**os.environ, "COURSE_PROBE": "from the grader"}
+    nb = run(tmp_path,
+             "import os, sys\n"
+             "print(os.getcwd(), os.environ['COURSE_PROBE'], os.getpgid(0) == os.getpid(), 'torch' in sys.modules)",
+             "import mine\nprint(mine.VALUE, __name__, os.getppid() == int(os.environ['JPY_PARENT_PID']))",
+             "import matplotlib.pyplot as plt\nplt.plot([0, 1])\nprint(plt.get_backend())",
+             env=env)
+    assert text(nb.cells[0]).split() == [str(tmp_path), "from", "the", "grader", "True", "True"]
+    # the notebook's folder is importable; the kernel watches the server, its parent
+    assert text(nb.cells[1]).split() == ["42", "__main__", "True"]
+    assert "inline" in text(nb.cells[2])
+    assert any("image/png" in out.get("data", {}) for out in nb.cells[2].outputs)  # the inline figure
+
+
+def test_each_kernel_starts_clean(tmp_path):
+    first = run(tmp_path, "import torch\ntorch.nn.Linear.forward = None\nleft_over = 1")
+    second = run(tmp_path, "import torch\nprint(torch.nn.Linear.forward is None, 'left_over' in globals())")
+    assert first.cells[0].outputs == []
+    assert text(second.cells[0]).split() == ["False", "False"]
+
+
+def test_an_interrupt_stops_the_cell_and_the_kernel_goes_on(tmp_path):
+    nb = run(tmp_path, "while True:\n    pass", "print('after')", timeout=3)
+    assert [out.ename for out in nb.cells[0].outputs if out.output_type == "error"] == ["KeyboardInterrupt"]
+    assert text(nb.cells[1]) == "after\n"
+
+
+def test_a_dead_kernel_is_seen_as_dead(tmp_path):
+    with pytest.raises(DeadKernelError):
+        run(tmp_path, "import os\nos._exit(3)", "print('never')")
+
+
+def test_the_figureless_backend_draws_nothing_and_closes_each_cells_figures(tmp_path):
+    nb = run(tmp_path,
+             "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.plot([0, 1])\nfig.canvas.draw()\n"
+             "print(fig.canvas.buffer_rgba().shape[-1])",
+             "print(plt.get_fignums())\nplt.figure()\nplt.show()\nprint(plt.get_fignums())",
+             env={**os.environ, "MPLBACKEND": FIGURELESS_BACKEND})
+    assert text(nb.cells[0]) == "4\n"  # a figure the code draws itself is drawn
+    assert text(nb.cells[1]) == "[]\n[]\n"
+    assert not [out for cell in nb.cells for out in cell.outputs if out.output_type != "stream"]
+
+
+def test_the_server_takes_its_kernels_with_it(tmp_path):
+    km = ForkingKernelManager()
+    asyncio.run(km.start_kernel(cwd=str(tmp_path)))
+    pid = km.provisioner.pid
+    os.kill(pid, 0)  # running
+    ForkServer.get().close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the kernel outlived its fork server")
