@@ -63,6 +63,7 @@ c.Execute.timeout = 60  # seconds per cell; a cell past it is interrupted
 # killed once their notebook has run: nothing a kernel would do at exit counts.
 c.Execute.kernel_manager_class = ForkingKernelManager
 c.Execute.shutdown_kernel = "immediate"
+c.Execute.extra_arguments = ["--IPKernelApp.log_level=ERROR"]  # not a "TCP without encryption" line per kernel
 # Feedback never shows the hidden tests (nbgrader's default feedback would, jupyter/nbgrader#917).
 c.GenerateFeedback.preprocessors = [ClearHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
 c.GenerateFeedback.exporter_class = FeedbackExporter

@@ -6,7 +6,8 @@ notebooks a student, that is most of the grading time. Instead each grading proc
 (``python -m grader_tests.forkserver``) that imports all of it once and warms it up, without running any
 student code, and forks one child per kernel. The child is a fresh ``ipykernel`` with its own process group,
 working folder and environment, like one ``jupyter_client`` would start; only the module imports are
-shared (copy-on-write).
+shared (copy-on-write). The server starts with the grading process's environment, so what libraries read
+from it at import (``OMP_NUM_THREADS`` ...) agrees with the kernels' environment.
 
 :class:`ForkingKernelManager` (``nbgrader_config.py`` sets it as the ``Execute`` kernel manager) launches the
 standard Python kernel this way on Linux and any other kernel, or on any other system, the usual way.
@@ -15,6 +16,7 @@ standard Python kernel this way on Linux and any other kernel, or on any other s
 from __future__ import annotations
 
 import atexit
+import importlib
 import json
 import os
 import signal
@@ -31,10 +33,19 @@ INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 IPYKERNEL = ["-m", "ipykernel_launcher"]
 
+PRELOADED = (
+    # what a kernel imports as it starts, its debugger included
+    "IPython", "IPython.core.completerlib", "IPython.extensions.storemagic", "ipykernel.debugger",
+    "ipykernel.kernelapp", "psutil", "sqlite3", "tornado.platform.asyncio", "tornado.queues",
+    # what the notebooks import; not matplotlib's inline backend, which hooks into the shell that imports it
+    "matplotlib.pyplot", "torch", "torchvision", "captum.attr", "helpers", "helpers.environment",
+)
+
 
 def forkable(cmd: list[str]) -> bool:
     """Whether ``cmd`` starts the Python kernel of this interpreter, on a system where forking it is safe."""
-    return sys.platform.startswith("linux") and cmd[1:3] == IPYKERNEL and os.path.basename(cmd[0]).startswith("python")
+    same_python = bool(cmd) and os.path.realpath(cmd[0]) == os.path.realpath(sys.executable)
+    return sys.platform.startswith("linux") and same_python and cmd[1:3] == IPYKERNEL
 
 
 # --- the grading process's side ---------------------------------------------------------------------------------
@@ -74,6 +85,12 @@ class ForkServer:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+def start_early() -> None:
+    """Start this process's fork server now, where kernels are forked, so that it loads while this process does."""
+    if sys.platform.startswith("linux"):
+        ForkServer.get()
 
 
 class ForkedKernel:
@@ -136,24 +153,13 @@ def preload() -> None:
     """Import and warm up what the notebooks use, without choosing matplotlib's backend or starting a thread."""
     os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # as ipykernel's kernel specs do
-    import IPython  # noqa: F401
-    import IPython.core.completerlib  # noqa: F401 - with the debugger, what a kernel imports as it starts
-    import IPython.extensions.storemagic  # noqa: F401
-    import ipykernel.debugger  # noqa: F401
-    import ipykernel.ipkernel  # noqa: F401
-    import ipykernel.kernelapp  # noqa: F401
-    import psutil  # noqa: F401
-    import sqlite3  # noqa: F401
-    import tornado.platform.asyncio  # noqa: F401
-    import tornado.queues  # noqa: F401
-    import matplotlib.pyplot  # noqa: F401 - not the inline backend: it hooks into the shell that imports it
+    for name in PRELOADED:
+        importlib.import_module(name)
     import torch
-    import torchvision  # noqa: F401
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     import helpers
-    import helpers.environment  # noqa: F401
 
     x = torch.zeros(1, 3, helpers.IMAGE_SIZE, helpers.IMAGE_SIZE, requires_grad=True)
     helpers.load_pretrained()(x).sum().backward()  # autograd, convolution and batch-norm kernels
@@ -161,7 +167,8 @@ def preload() -> None:
         torch.nn.Conv2d(3, 8, 3)(torch.zeros(1, 3, 8, 8))  # the meta-tensor machinery
     fig = Figure()
     fig.add_subplot().imshow([[0.0, 1.0]])
-    FigureCanvasAgg(fig).print_png(open(os.devnull, "wb"))  # fonts and the PNG writer
+    with open(os.devnull, "wb") as sink:
+        FigureCanvasAgg(fig).print_png(sink)  # fonts and the PNG writer
 
 
 def serve() -> None:
@@ -202,14 +209,15 @@ def _become_kernel(args: list[str], env: dict[str, str], cwd: str) -> None:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
-        sys.stdin = open(os.devnull)
+        sys.stdin = open(os.devnull)  # noqa: SIM115 - for the life of the kernel
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(env)
         os.environ["JPY_PARENT_PID"] = str(os.getppid())
         os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
-        import matplotlib
         import random
+
+        import matplotlib
 
         matplotlib.rcParams["backend"] = os.environ["MPLBACKEND"]  # read at import, in the server
         random.seed()  # a fresh interpreter's seed, not the server's
@@ -221,7 +229,7 @@ def _become_kernel(args: list[str], env: dict[str, str], cwd: str) -> None:
         code = 0
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
-    except BaseException:  # noqa: BLE001 - report and end the child, never return into the server's loop
+    except BaseException:  # noqa: BLE001 - report it and end the child, never return into the server's loop
         import traceback
 
         traceback.print_exc()

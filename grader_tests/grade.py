@@ -152,8 +152,10 @@ def _check_notebook(folder: Path, name: str) -> str | None:
 def _worker_init() -> None:
     import torch
 
-    warnings.filterwarnings("ignore", module="nbgrader")  # nbgrader's own SQLAlchemy warnings, not the students'
+    from .forkserver import start_early
 
+    start_early()
+    warnings.filterwarnings("ignore", module="nbgrader")  # nbgrader's own SQLAlchemy warnings, not the students'
     torch.set_num_threads(1)
 
 
@@ -218,7 +220,7 @@ class State:
         self.path = path
         self.entries: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
         self.graded_now = 0
-        self.set_up_seconds = 0.0  # this run's intake and empty gradebook, before the first submission
+        self.finished: list[float] = []  # seconds from the start of this run at which each submission was done
 
     def done(self, task: Task) -> bool:
         entry = self.entries.get(task.key, {})
@@ -252,7 +254,6 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
         empty_gradebook(template)
         if not MAIN_DB.exists():
             shutil.copyfile(template, MAIN_DB)
-    state.set_up_seconds = time.perf_counter() - started
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # kernels inherit it: one thread each, workers side by side
     pool = ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn"), initializer=_worker_init)
     try:
@@ -274,6 +275,7 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
                 state.record(task, "graded", notes=_autograded_notes(task), seconds=result["seconds"])
                 Path(result["db"]).unlink(missing_ok=True)
                 state.graded_now += 1
+                state.finished.append(time.perf_counter() - started)
     except KeyboardInterrupt:
         pool.shutdown(wait=False, cancel_futures=True)
         sys.exit("interrupted: the grades merged so far are kept; run the same command again to go on")

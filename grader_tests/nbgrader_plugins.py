@@ -19,16 +19,16 @@ import re
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import nbformat
 from jinja2 import BytecodeCache
 from jinja2.bccache import Bucket
 from nbclient.exceptions import DeadKernelError
+from nbclient.util import run_sync
 from nbconvert.exporters import HTMLExporter, TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
-from nbclient.util import run_sync
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
@@ -319,7 +319,7 @@ def _verdict(cell: NotebookNode, outputs: list, records: list, cheat: bool) -> l
         for out in records:
             try:
                 name, observations = decode(out["data"][RECORD_MIME])
-            except Exception:  # noqa: BLE001 - a record that does not decode is no record
+            except Exception:
                 continue
             recorded.setdefault(name, observations)
         for name in expected_checks(cell.source):
@@ -347,7 +347,7 @@ def _without_traceback(output: NotebookNode) -> NotebookNode:
 class _CompiledTemplates(BytecodeCache):
     """Jinja's compiled templates, kept for the life of the process (Jinja checks each against its source)."""
 
-    compiled: dict[str, bytes] = {}
+    compiled: ClassVar[dict[str, bytes]] = {}
 
     def load_bytecode(self, bucket: Bucket) -> None:
         if bucket.key in self.compiled:

@@ -33,10 +33,12 @@ def text(cell) -> str:
     return "".join(out.get("text", "") for out in cell.outputs if out.output_type == "stream")
 
 
-def test_only_the_python_kernel_on_linux_is_forked():
-    assert forkable(["python", "-m", "ipykernel_launcher", "-f", "c.json"])
-    assert not forkable(["python", "-m", "other_kernel", "-f", "c.json"])
-    assert not forkable(["julia", "-m", "ipykernel_launcher", "-f", "c.json"])
+def test_only_the_python_kernel_of_this_interpreter_is_forked(tmp_path):
+    assert forkable([sys.executable, "-m", "ipykernel_launcher", "-f", "c.json"])
+    assert not forkable([sys.executable, "-m", "other_kernel", "-f", "c.json"])
+    other = tmp_path / "python3"  # another environment's Python: its kernel must run its own packages
+    other.symlink_to("/bin/sh")
+    assert not forkable([str(other), "-m", "ipykernel_launcher", "-f", "c.json"])
 
 
 def test_a_forked_kernel_is_a_fresh_kernel_in_its_own_folder_group_and_environment(tmp_path):
