@@ -30,9 +30,9 @@ c.CourseDirectory.submitted_directory = str(GRADING / "submitted")
 c.CourseDirectory.autograded_directory = str(GRADING / "autograded")
 c.CourseDirectory.feedback_directory = str(GRADING / "feedback")
 # `nbgrader zip_collect <assignment>`: put the LMS zip in build/grading/downloaded/<assignment>/archive/
-c.ZipCollectApp.downloaded_directory = str(GRADING / "downloaded")
-c.FileNameCollectorPlugin.named_regexp = (
-    r"(?P<student_id>[A-Za-z0-9.\-]+)_(?:.*_)?(?P<file_id>[A-Za-z0-9]+\.ipynb)$"  # alice_12345_gradcam.ipynb
+c.ZipCollectApp.downloaded_directory = os.path.relpath(GRADING / "downloaded", ROOT)  # nbgrader prefixes the root
+c.FileNameCollectorPlugin.named_regexp = (  # matched from the start of the extracted file's whole path
+    r".*[\\/](?P<student_id>[A-Za-z0-9.\-]+)_(?:.*_)?(?P<file_id>[A-Za-z0-9]+\.ipynb)$"  # .../alice_12345_gradcam.ipynb
 )
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor  # noqa: E402
@@ -63,7 +63,6 @@ c.Execute.timeout = 60  # seconds per cell; a cell past it is interrupted
 # killed once their notebook has run: nothing a kernel would do at exit counts.
 c.Execute.kernel_manager_class = ForkingKernelManager
 c.Execute.shutdown_kernel = "immediate"
-c.Execute.extra_arguments = ["--IPKernelApp.log_level=ERROR"]  # not a "TCP without encryption" line per kernel
 # Feedback never shows the hidden tests (nbgrader's default feedback would, jupyter/nbgrader#917).
 c.GenerateFeedback.preprocessors = [ClearHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
 c.GenerateFeedback.exporter_class = FeedbackExporter

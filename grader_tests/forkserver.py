@@ -19,9 +19,12 @@ import atexit
 import importlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import uuid
 from typing import Any
 
 from jupyter_client import AsyncKernelManager
@@ -57,8 +60,9 @@ class ForkServer:
     _instance: ForkServer | None = None
 
     def __init__(self) -> None:
+        self.folder = tempfile.mkdtemp(prefix="kernels-")  # the kernels' connection files and sockets
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "grader_tests.forkserver"],
+            [sys.executable, "-m", "grader_tests.forkserver", self.folder],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
         )
         atexit.register(self.close)
@@ -137,9 +141,17 @@ class ForkingProvisioner(LocalProvisioner):
 
 
 class ForkingKernelManager(AsyncKernelManager):
-    """nbclient's kernel manager with :class:`ForkingProvisioner`."""
+    """nbclient's kernel manager with :class:`ForkingProvisioner`.
+
+    On Linux its kernels talk over Unix sockets at a path of their own, not over TCP ports: graders side by side
+    cannot pick the same free port for two kernels (jupyter_client checks a port is free before the kernel
+    binds it), and nothing is sent in plain text over the network stack.
+    """
 
     async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
+        if sys.platform.startswith("linux") and not self.has_kernel:
+            name = os.path.join(ForkServer.get().folder, f"kernel-{uuid.uuid4().hex[:12]}")
+            self.transport, self.ip, self.connection_file = "ipc", name, f"{name}.json"  # sockets: <ip>-<port>
         if self.provisioner is None:
             self.provisioner = ForkingProvisioner(kernel_id=kw.get("kernel_id") or self.kernel_id or "",
                                                   kernel_spec=self.kernel_spec, parent=self)
@@ -171,9 +183,9 @@ def preload() -> None:
         FigureCanvasAgg(fig).print_png(sink)  # fonts and the PNG writer
 
 
-def serve() -> None:
+def serve(folder: str) -> None:
     """Answer each request line ``{"args", "env", "cwd"}`` on stdin with ``{"pid"}``; at end of input, kill the
-    kernels still running and exit."""
+    kernels still running, remove ``folder`` (their connection files and sockets) and exit."""
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # what the kernels print goes where this server's errors go, never into the replies
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the grading process: it closes our input
@@ -197,6 +209,7 @@ def serve() -> None:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _become_kernel(args: list[str], env: dict[str, str], cwd: str) -> None:
@@ -242,4 +255,4 @@ def _become_kernel(args: list[str], env: dict[str, str], cwd: str) -> None:
 if __name__ == "__main__":
     if sys.path and os.path.abspath(sys.path[0]) == os.getcwd():
         del sys.path[0]  # as ipykernel_launcher does; the kernel's shell puts its own folder back
-    serve()
+    serve(sys.argv[1])

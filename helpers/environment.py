@@ -19,7 +19,10 @@ def check() -> str:
     if not CHECKPOINT.is_file():
         raise RuntimeError(f"the embedded checkpoint {CHECKPOINT} is missing: reinstall with `pip install -e .`")
     if sha256(CHECKPOINT) != CHECKPOINT_SHA256:
-        raise RuntimeError(f"the embedded checkpoint {CHECKPOINT} is corrupt: `git checkout -- helpers/weights`")
+        raise RuntimeError(
+            f"the embedded checkpoint {CHECKPOINT} is corrupt: copy helpers/weights/ again from the course zip "
+            "(in a clone of the repository: `git checkout -- helpers/weights`)"
+        )
     device = "CUDA available" if torch.cuda.is_available() else "CPU only"
     return (
         f"ok: Python {platform.python_version()}, torch {torch.__version__} ({device}, "

@@ -53,7 +53,7 @@ def load_pretrained(path: Path | None = None, expected_sha256: str | None = CHEC
     if expected_sha256 is not None and (actual := sha256(path)) != expected_sha256:
         raise ValueError(
             f"checkpoint {path} has SHA-256 {actual}, expected {expected_sha256}: the file is corrupt or was "
-            "replaced. Restore it with `git checkout -- helpers/weights` or retrain with `python -m helpers.train`."
+            "replaced. Copy helpers/weights/ again from the course zip (in a clone: `git checkout -- helpers/weights`)."
         )
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     model = VGG11GAP(len(checkpoint["classes"]), width=checkpoint["width"])

@@ -91,6 +91,7 @@ def test_the_server_takes_its_kernels_with_it(tmp_path):
     asyncio.run(km.start_kernel(cwd=str(tmp_path)))
     pid = km.provisioner.pid
     os.kill(pid, 0)  # running
+    assert km.transport == "ipc" and os.path.isabs(km.ip)  # Unix sockets of its own: no port to share
     ForkServer.get().close()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -237,3 +237,25 @@ def test_an_lms_zip_is_sorted_into_students_and_assignments(grading, tmp_path):
     tasks = G.intake(archive)
     assert sorted(task.key for task in tasks) == ["alice/06_gradcam", "bob/06_gradcam"]
     assert json.loads((grading / "submitted" / "bob" / "06_gradcam" / "gradcam.ipynb").read_text())["cells"]
+
+
+def test_nbgrader_zip_collect_by_hand_files_an_lms_zip_under_the_students(tmp_path):
+    """README's by-hand route: `nbgrader zip_collect` with this course's configuration and LMS file names."""
+    import os
+    import subprocess
+    import sys
+
+    release = next((ROOT / "notebooks" / "06_gradcam").glob("*.ipynb")).read_bytes()
+    archive = tmp_path / "grading" / "downloaded" / "06_gradcam" / "archive"
+    archive.mkdir(parents=True)
+    with zipfile.ZipFile(archive / "download.zip", "w") as zipped:
+        zipped.writestr("alice_4711_gradcam.ipynb", release)
+        zipped.writestr("bob_gradcam.ipynb", release)
+    env = {**os.environ, "VISUALIZING_CNNS_GRADING": str(tmp_path / "grading")}
+    nbgrader = Path(sys.executable).parent / "nbgrader"
+    done = subprocess.run([str(nbgrader), "zip_collect", "06_gradcam"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    submitted = tmp_path / "grading" / "submitted"
+    assert sorted(p.relative_to(submitted).as_posix() for p in submitted.rglob("*.ipynb")) == [
+        "alice/06_gradcam/gradcam.ipynb", "bob/06_gradcam/gradcam.ipynb"]
