@@ -202,14 +202,20 @@ def serve(folder: str) -> None:
             os.setpgid(pid, pid)  # here too, so that no signal can reach the kernel before it leads its group
         except OSError:
             pass  # the child did it first, or already ended
-        kernels.append(pid)
+        kernels = [*filter(_running_child, kernels), pid]
         replies.write(json.dumps({"pid": pid}) + "\n")
-    for pid in kernels:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    for pid in filter(_running_child, kernels):
+        os.killpg(pid, signal.SIGKILL)
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running_child(pid: int) -> bool:
+    """Whether ``pid`` is still a kernel of this server (a pid that ended may belong to another process by now)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1]) == os.getpid()  # the field after the state: ppid
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def _become_kernel(args: list[str], env: dict[str, str], cwd: str) -> None:
