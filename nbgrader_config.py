@@ -60,7 +60,8 @@ c.Autograde.autograde_preprocessors = [
 ]
 c.Execute.timeout = 60  # seconds per cell; a cell past it is interrupted
 # Kernels are forked from a process that has imported torch & co. once (grader_tests/forkserver.py), and
-# killed once their notebook has run: nothing a kernel would do at exit counts.
+# killed once their notebook has run: nothing a kernel would do at exit counts. (Set here, not in GuardedExecute:
+# nbconvert rebuilds the preprocessor from the configuration for every notebook.)
 c.Execute.kernel_manager_class = ForkingKernelManager
 c.Execute.shutdown_kernel = "immediate"
 # Feedback never shows the hidden tests (nbgrader's default feedback would, jupyter/nbgrader#917).

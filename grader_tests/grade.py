@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("submissions", type=Path, help="folder <student>/<assignment>/<notebook>.ipynb, or a zip")
     parser.add_argument("--workers", type=int, default=WORKERS,
-                        help=f"parallel graders (default: cores + 1 = {WORKERS}); each takes about 1 GB of memory")
+                        help=f"parallel graders (default: cores + 1 = {WORKERS}); fewer need less memory")
     parser.add_argument("--timeout", type=float, help="seconds per cell before it is interrupted (default: 60)")
     parser.add_argument("--force", action="store_true", help="regrade submissions already graded")
     parser.add_argument("--full", action="store_true",

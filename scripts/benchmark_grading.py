@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -54,16 +55,51 @@ def plain_execution(submissions: Path) -> float:
     return time.perf_counter() - started
 
 
-def timed_grading(submissions: Path, workers: int, full: bool = False) -> tuple[float, float]:
-    """Seconds to the first graded submission (set-up, the workers' start, one submission) and seconds per
-    submission after it."""
+def timed_grading(submissions: Path, workers: int, full: bool = False) -> tuple[float, float, float]:
+    """Seconds to the first graded submission (set-up, the workers' start, one submission), seconds per
+    submission after it, and the peak memory of this process and all it started (GB of PSS; 0 off Linux)."""
     shutil.rmtree(grade.GRADING, ignore_errors=True)
-    state = grade.grade(submissions, workers=workers, force=True, full=full)
+    peak, done = [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(2):
+            peak.append(_tree_pss())
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        state = grade.grade(submissions, workers=workers, force=True, full=full)
+    finally:
+        done.set()
+        sampler.join()
     failed = [key for key, entry in state.entries.items() if entry["status"] != "graded"]
     if failed:
         sys.exit(f"grading failed for {failed}")
     first, last = state.finished[0], state.finished[-1]
-    return first, (last - first) / (len(state.finished) - 1)
+    return first, (last - first) / (len(state.finished) - 1), max(peak) / 2**30
+
+
+def _tree_pss() -> int:
+    """Bytes of proportional set size of this process and its descendants (workers, fork servers, kernels)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, grown = {os.getpid()}, True
+    while grown:
+        found = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= found
+        grown = bool(found)
+    total = 0
+    for pid in tree:
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) * 1024 for line in rollup.splitlines() if line.startswith("Pss:"))
+    return total
 
 
 def main() -> None:
@@ -75,19 +111,20 @@ def main() -> None:
     args = parser.parse_args()
     few = make_class(SCRATCH / "few", [f"perfect{i}" for i in range(args.plain)])
     plain = plain_execution(few) / args.plain
-    full_start, full_rate = timed_grading(few, workers=1, full=True)
+    full_start, full_rate, _ = timed_grading(few, workers=1, full=True)
     full = (full_start + full_rate * (6 * args.plain - 1)) / args.plain  # all of it: same work as plain execution
     students = [f"perfect{i}" for i in range(args.students)] + ["untouched"]
     submissions = make_class(SCRATCH / "class", students)
     runs = {workers: timed_grading(submissions, workers) for workers in dict.fromkeys(args.workers)}
     print(f"\n{os.cpu_count()} cores, six notebooks a student, one thread per kernel; {len(students)} students")
-    print("| run | first submission graded after (s) | then seconds per student | 300 students (min) |")
-    print("|---|---|---|---|")
-    print(f"| plain execution, serial ({args.plain} students) | | {plain:.1f} | {300 * plain / 60:.0f} |")
-    print(f"| grading `--full`, 1 worker (the same {args.plain}) | | {full:.1f} | {300 * full / 60:.0f} |")
-    for workers, (start, rate) in runs.items():
+    print("| run | first submission graded after (s) | then seconds per student | 300 students (min) | "
+          "peak memory (GB) |")
+    print("|---|---|---|---|---|")
+    print(f"| plain execution, serial ({args.plain} students) | | {plain:.1f} | {300 * plain / 60:.0f} | |")
+    print(f"| grading `--full`, 1 worker (the same {args.plain}) | | {full:.1f} | {300 * full / 60:.0f} | |")
+    for workers, (start, rate, memory) in runs.items():
         print(f"| grading, {workers} worker{'s' if workers > 1 else ''} | {start:.0f} | {6 * rate:.1f} | "
-              f"{(start + rate * (6 * 300 - 1)) / 60:.0f} |")
+              f"{(start + rate * (6 * 300 - 1)) / 60:.0f} | {memory:.1f} |")
     print(f"overhead of grading over plain execution of the same notebooks (--full, serial): {full / plain - 1:+.0%}")
     shutil.rmtree(SCRATCH, ignore_errors=True)
 

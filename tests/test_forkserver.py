@@ -102,3 +102,16 @@ def test_the_server_takes_its_kernels_with_it(tmp_path):
         time.sleep(0.1)
     else:
         pytest.fail("the kernel outlived its fork server")
+
+
+def test_the_course_configuration_grades_in_forked_figureless_kernels(tmp_path):
+    """nbgrader's Execute rebuilds itself from the configuration on each notebook: the fork server and the
+    figureless backend must come from nbgrader_config.py, and they do."""
+    from grader_tests.course import nbgrader_api
+    from grader_tests.nbgrader_plugins import GuardedExecute
+
+    execute = GuardedExecute(config=nbgrader_api().config)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import os, matplotlib\nprint(os.getppid(), matplotlib.get_backend())")])
+    execute.preprocess(nb, {"metadata": {"path": str(tmp_path)}})
+    assert text(nb.cells[0]).split() == [str(ForkServer.get().process.pid), FIGURELESS_BACKEND]
