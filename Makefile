@@ -49,10 +49,10 @@ release: env
 	$(PY) scripts/release.py
 
 # Autograde a class: SUBMISSIONS=<folder <student>/<assignment>/<notebook>.ipynb, or an LMS zip>;
-# ARGS for more options (--full, --force, --workers N, --timeout S: `python -m grader_tests.grade --help`).
+# ARGS for more options (--full, --force, --workers N, --timeout S: `python -m grader_tests.engine.grade --help`).
 grade: env
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder or zip> [ARGS='--full ...']"; exit 2; }
-	$(PY) -m grader_tests.grade "$(SUBMISSIONS)" $(ARGS)
+	$(PY) -m grader_tests.engine.grade "$(SUBMISSIONS)" $(ARGS)
 
 # Seconds per submission, serial and parallel, on the fabricated class; overhead over plain execution.
 benchmark-grading: env

@@ -41,8 +41,8 @@ from nbgrader.preprocessors import (  # noqa: E402
     LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades,
 )
 
-from grader_tests.forkserver import ForkingKernelManager  # noqa: E402
-from grader_tests.nbgrader_plugins import (  # noqa: E402
+from grader_tests.engine.forkserver import ForkingKernelManager  # noqa: E402
+from grader_tests.engine.nbgrader_plugins import (  # noqa: E402
     FeedbackExporter, GuardedExecute, JudgeHiddenChecks, RepairStructure,
 )
 
@@ -59,7 +59,7 @@ c.Autograde.autograde_preprocessors = [
     AssignLatePenalties,
 ]
 c.Execute.timeout = 60  # seconds per cell; a cell past it is interrupted
-# Kernels are forked from a process that has imported torch & co. once (grader_tests/forkserver.py), and
+# Kernels are forked from a process that has imported torch & co. once (grader_tests/engine/forkserver.py), and
 # killed once their notebook has run: nothing a kernel would do at exit counts. (Set here, not in GuardedExecute:
 # nbconvert rebuilds the preprocessor from the configuration for every notebook.)
 c.Execute.kernel_manager_class = ForkingKernelManager

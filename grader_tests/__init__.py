@@ -1,6 +1,12 @@
-"""Instructor-only: reference implementations and the hidden checks of the graded tasks. Never released.
+"""Instructor-only: the autograder of the course. Never released to students.
 
-One module per notebook topic holds both the reference implementation and the ``check_*`` functions that the
-notebooks' hidden test cells call. A check runs the student's function on inputs the student never saw and
-compares with the reference (see :mod:`grader_tests.common`).
+Three parts, one folder each, split along the trust boundary of grading:
+
+* ``kernel/``: what may run inside a student's grading kernel. The *probes* of the hidden checks call the
+  student's functions on hidden inputs and record raw results; nothing here compares, and nothing here knows a
+  reference answer. It is the only part of this package a sandboxed kernel can see.
+* ``judges/``: the reference implementations and the *judges*, which decide each graded test cell from the
+  recorded results. They run only in the grading process, never in a kernel, and a kernel cannot read them.
+* ``engine/``: the grading engine: intake, nbgrader's configuration and plugins, the fork server and the sandbox
+  of the kernels, the gradebook merge and the reports.
 """

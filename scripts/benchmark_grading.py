@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-# Before grader_tests.grade reads it. Worker processes re-import this file: they inherit the parent's folder.
+# Before grader_tests.engine.grade reads it. Worker processes re-import this file: they inherit the parent's folder.
 os.environ.setdefault("VISUALIZING_CNNS_GRADING", str(Path(tempfile.mkdtemp(prefix="grading-benchmark-")) / "grading"))
 SCRATCH = Path(os.environ["VISUALIZING_CNNS_GRADING"]).parent
 os.environ["OMP_NUM_THREADS"] = "1"
@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 import nbformat
 from nbclient import NotebookClient
 
-from grader_tests import grade
-from grader_tests.fabricated_class import build_class
+from grader_tests.engine import grade
+from grader_tests.engine.fabricated_class import build_class
 
 
 def make_class(out: Path, students: list[str]) -> Path:

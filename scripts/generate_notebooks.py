@@ -3,7 +3,7 @@
     python scripts/generate_notebooks.py [--release-dir DIR] [--db URL]
 
 Runs ``nbgrader generate_assignment`` for each assignment through nbgrader's API, in one process
-(:func:`grader_tests.course.generate`): solutions become ``raise NotImplementedError()`` stubs, hidden tests
+(:func:`grader_tests.engine.course.generate`): solutions become ``raise NotImplementedError()`` stubs, hidden tests
 disappear, outputs are cleared, graded cells are locked and checksummed. The options let the tests generate into
 a scratch folder.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from grader_tests.course import generate
+from grader_tests.engine.course import generate
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # grader_tests is not an installed package
 
-from grader_tests.gradcam import grad_cam
+from grader_tests.judges.gradcam import grad_cam
 from helpers.data import IMAGE_SIZE, make_dataset
 from helpers.inference import predict
 from helpers.metrics import pointing_game

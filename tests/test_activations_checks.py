@@ -11,8 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grader_tests import activations as grader
+from grader_tests.judges import activations as grader
+from grader_tests.kernel import activations as probes
 from helpers.models import VGG11GAP
+from helpers.plotting import plot_activations
 
 activation_list: list = []
 _ORIGINAL_SHOW = plt.show
@@ -60,14 +62,14 @@ def test_reference_registration_binds_each_name_and_removes_cleanly():
     model = VGG11GAP(6, width=1 / 16).eval()
     seen = []
     handles = grader.register_activation_hooks(model, ["backbone.conv1", "backbone.bn4_1"], lambda name, m, i, o: seen.append((name, tuple(o.shape))))
-    assert grader.count_hooks(model) == 2
+    assert probes.count_hooks(model) == 2
     assert len(model.backbone.conv1._forward_hooks) == 1 and len(model.backbone.bn4_1._forward_hooks) == 1
     with torch.no_grad():
         model(torch.zeros(1, 3, 32, 32))
     assert seen == [("backbone.conv1", (1, 4, 32, 32)), ("backbone.bn4_1", (1, 32, 4, 4))]
     for handle in handles:
         handle.remove()
-    assert grader.count_hooks(model) == 0
+    assert probes.count_hooks(model) == 0
 
 
 def test_count_hooks_counts_every_kind():
@@ -77,10 +79,10 @@ def test_count_hooks_counts_every_kind():
         model[1].register_forward_pre_hook(lambda *a: None),
         model[0].register_full_backward_hook(lambda *a: None),
     ]
-    assert grader.count_hooks(model) == 3
+    assert probes.count_hooks(model) == 3
     for handle in handles:
         handle.remove()
-    assert grader.count_hooks(model) == 0
+    assert probes.count_hooks(model) == 0
 
 
 # --- student-like hooks ---------------------------------------------------------------------------------
@@ -89,7 +91,7 @@ def test_count_hooks_counts_every_kind():
 def hook_like_the_notebook(name, module, input, output):
     if output.dim() == 4:
         activation_list.append(output.detach().clone())
-        grader.plot_activations(output, f"Activations on: {name}")
+        plot_activations(output, f"Activations on: {name}")
 
 
 def hook_clone_then_detach(name, module, input, output):
@@ -102,20 +104,20 @@ def hook_clone_then_detach(name, module, input, output):
 def hook_via_numpy(name, module, input, output):
     if isinstance(output, torch.Tensor) and output.ndim == 4:
         activation_list.append(torch.tensor(np.array(output.detach().numpy())))
-        grader.plot_activations(output, name)
+        plot_activations(output, name)
 
 
 def hook_data_clone_returning_output(name, module, input, output):
     if output.dim() == 4:
         activation_list.append(output.data.clone())
-        grader.plot_activations(output.data, name)
+        plot_activations(output.data, name)
     return output  # returning the output itself changes nothing
 
 
 def hook_showing_the_figure(name, module, input, output):
     if output.dim() == 4:
         activation_list.append(output.detach().clone())
-        grader.plot_activations(output, f"Activations on: {name}")
+        plot_activations(output, f"Activations on: {name}")
         plt.show()  # in a notebook this displays the figure and closes it
 
 
@@ -143,7 +145,7 @@ def test_check_show_activations_hook_accepts_correct_hooks(hook, monkeypatch):
     monkeypatch.setattr(plt, "show", inline_show)
     activation_list.append("an earlier entry")
     figures = set(plt.get_fignums())
-    grader.check_show_activations_hook(hook, activation_list)
+    probes.check_show_activations_hook(hook, activation_list)
     assert activation_list == ["an earlier entry"]  # what the check appended is gone again
     assert set(plt.get_fignums()) == figures  # and the figures it opened are closed
     assert plt.show is inline_show  # and plt.show is the one it found
@@ -155,7 +157,7 @@ def _plotting(store):
     def hook(name, module, input, output):
         if output.dim() == 4:
             activation_list.append(store(output, input))
-            grader.plot_activations(output, name)
+            plot_activations(output, name)
 
     return hook
 
@@ -168,7 +170,7 @@ def hook_without_plot(name, module, input, output):
 def hook_storing_everything(name, module, input, output):
     activation_list.append(output.detach().clone())
     if output.dim() == 4:
-        grader.plot_activations(output, name)
+        plot_activations(output, name)
 
 
 def hook_appending_twice(name, module, input, output):
@@ -192,7 +194,7 @@ def hook_rebinding_the_list(name, module, input, output):
     global activation_list
     if output.dim() == 4:
         activation_list = activation_list + [output.detach().clone()]  # a new list: the notebook's list is untouched
-        grader.plot_activations(output, name)
+        plot_activations(output, name)
 
 
 def hook_stub(name, module, input, output):
@@ -225,7 +227,7 @@ def test_check_show_activations_hook_rejects_wrong_hooks(hook, message):
     notebook_list = activation_list
     try:
         with pytest.raises(AssertionError, match=message):
-            grader.check_show_activations_hook(hook, notebook_list)
+            probes.check_show_activations_hook(hook, notebook_list)
     finally:
         activation_list = notebook_list
     assert notebook_list == []
@@ -235,7 +237,7 @@ def test_check_show_activations_hook_rejects_wrong_hooks(hook, message):
 
 def test_check_show_activations_hook_needs_the_list():
     with pytest.raises(AssertionError, match="should be a list"):
-        grader.check_show_activations_hook(hook_like_the_notebook, None)
+        probes.check_show_activations_hook(hook_like_the_notebook, None)
 
 
 # --- student-like registrations -------------------------------------------------------------------------
@@ -281,7 +283,7 @@ CORRECT_REGISTRATIONS = {
 
 @pytest.mark.parametrize("register", CORRECT_REGISTRATIONS.values(), ids=CORRECT_REGISTRATIONS.keys())
 def test_check_register_accepts_correct_registrations_even_when_the_hook_is_a_stub(register):
-    grader.check_register_activation_hooks(register)
+    probes.check_register_activation_hooks(register)
     assert globals()["show_activations_hook"] is show_activations_hook  # the notebook's hook is put back
     with pytest.raises(NotImplementedError):
         show_activations_hook("x", None, None, None)
@@ -352,7 +354,7 @@ WRONG_REGISTRATIONS = {
 @pytest.mark.parametrize(("register", "message"), WRONG_REGISTRATIONS.values(), ids=WRONG_REGISTRATIONS.keys())
 def test_check_register_rejects_wrong_registrations(register, message):
     with pytest.raises(AssertionError, match=message):
-        grader.check_register_activation_hooks(register)
+        probes.check_register_activation_hooks(register)
     assert globals()["show_activations_hook"] is show_activations_hook
 
 
@@ -363,5 +365,5 @@ def test_check_register_restores_a_namespace_without_the_hook():
         "    return [model.get_submodule(n).register_forward_hook(functools.partial(show_activations_hook, n)) for n in names]\n",
         namespace,
     )
-    grader.check_register_activation_hooks(namespace["register"])
+    probes.check_register_activation_hooks(namespace["register"])
     assert "show_activations_hook" not in namespace

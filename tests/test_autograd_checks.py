@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grader_tests import autograd as ag
+from grader_tests.judges import autograd as ag
+from grader_tests.kernel import autograd as probes
 
 # --- the references against independent math ---------------------------------------------------------------
 
@@ -170,7 +171,7 @@ def gradient_at_with_history(f, x):
     "student", [ag.gradient_at, gradient_at_backward, gradient_at_functional, gradient_at_restores_x]
 )
 def test_check_gradient_at_accepts(student) -> None:
-    ag.check_gradient_at(student)
+    probes.check_gradient_at(student)
 
 
 @pytest.mark.parametrize(
@@ -186,7 +187,7 @@ def test_check_gradient_at_accepts(student) -> None:
 )
 def test_check_gradient_at_rejects(student, message) -> None:
     with pytest.raises(AssertionError, match=message):
-        ag.check_gradient_at(student)
+        probes.check_gradient_at(student)
 
 
 def linear_autograd_on_a_copy(layer, x, labels):
@@ -238,7 +239,7 @@ def linear_autograd_weight_only(layer, x, labels):
 
 @pytest.mark.parametrize("student", [ag.linear_grads_autograd, linear_autograd_on_a_copy, linear_autograd_functional])
 def test_check_linear_grads_autograd_accepts(student) -> None:
-    ag.check_linear_grads_autograd(student)
+    probes.check_linear_grads_autograd(student)
 
 
 @pytest.mark.parametrize(
@@ -255,7 +256,7 @@ def test_check_linear_grads_autograd_accepts(student) -> None:
 )
 def test_check_linear_grads_autograd_rejects(student, message) -> None:
     with pytest.raises(AssertionError, match=message):
-        ag.check_linear_grads_autograd(student)
+        probes.check_linear_grads_autograd(student)
 
 
 def closed_form_log_softmax(layer, x, labels):
@@ -296,7 +297,7 @@ def closed_form_forgot_softmax(layer, x, labels):
 
 @pytest.mark.parametrize("student", [ag.linear_grads_closed_form, closed_form_log_softmax, closed_form_eye])
 def test_check_linear_grads_closed_form_accepts(student) -> None:
-    ag.check_linear_grads_closed_form(student)
+    probes.check_linear_grads_closed_form(student)
 
 
 @pytest.mark.parametrize(
@@ -311,7 +312,7 @@ def test_check_linear_grads_closed_form_accepts(student) -> None:
 )
 def test_check_linear_grads_closed_form_rejects(student, message) -> None:
     with pytest.raises(AssertionError, match=message):
-        ag.check_linear_grads_closed_form(student)
+        probes.check_linear_grads_closed_form(student)
 
 
 def sgd_with_optimizer(model, images, labels, lr):
@@ -390,7 +391,7 @@ def sgd_returns_nothing(model, images, labels, lr):
 
 @pytest.mark.parametrize("student", [ag.sgd_step, sgd_with_optimizer, sgd_zero_fill])
 def test_check_sgd_step_accepts(student) -> None:
-    ag.check_sgd_step(student)
+    probes.check_sgd_step(student)
 
 
 @pytest.mark.parametrize(
@@ -409,7 +410,7 @@ def test_check_sgd_step_accepts(student) -> None:
 )
 def test_check_sgd_step_rejects(student, message) -> None:
     with pytest.raises(AssertionError, match=message):
-        ag.check_sgd_step(student)
+        probes.check_sgd_step(student)
 
 
 def test_checks_do_not_print() -> None:
@@ -426,5 +427,5 @@ def test_checks_do_not_print() -> None:
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        ag.check_gradient_at(noisy)
+        probes.check_gradient_at(noisy)
     assert out.getvalue() == "" and err.getvalue() == ""

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader_tests.fabricated_class import (
+from grader_tests.engine.fabricated_class import (
     EXPECTED_TOTAL_POINTS,
     ROOT,
     assignments,

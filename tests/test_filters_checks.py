@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from grader_tests import filters as grader
-from grader_tests.common import hidden_model
+from grader_tests.judges import filters as grader
+from grader_tests.kernel import filters as probes
+from grader_tests.kernel.inputs import hidden_model
 from helpers.models import VGG11GAP
 
 # --- the references -------------------------------------------------------------------------------------
@@ -71,7 +72,7 @@ CORRECT_GETTERS = {
 
 @pytest.mark.parametrize("getter", CORRECT_GETTERS.values(), ids=CORRECT_GETTERS.keys())
 def test_check_get_conv1_filters_accepts_correct_answers(getter):
-    grader.check_get_conv1_filters(getter)
+    probes.check_get_conv1_filters(getter)
 
 
 def _normalise_in_place(model):
@@ -106,7 +107,7 @@ WRONG_GETTERS = {
 @pytest.mark.parametrize(("getter", "message"), WRONG_GETTERS.values(), ids=WRONG_GETTERS.keys())
 def test_check_get_conv1_filters_rejects_wrong_answers(getter, message):
     with pytest.raises(AssertionError, match=message) as failure:
-        grader.check_get_conv1_filters(getter)
+        probes.check_get_conv1_filters(getter)
     for revealing in ("weight.data", "detach()", "get_submodule", "backbone.conv1.weight"):
         if message != "do not modify":
             assert revealing not in str(failure.value)
@@ -116,7 +117,7 @@ def test_hard_coded_filters_of_the_same_width_are_rejected_by_value():
     """The float64 width-1/4 model has 16 filters; a width-1/16 answer of the right shape still fails by value."""
     fixed = hidden_model(seed=1).backbone.conv1.weight.detach().clone()
     with pytest.raises(AssertionError, match="wrong values"):
-        grader.check_get_conv1_filters(lambda m: fixed)
+        probes.check_get_conv1_filters(lambda m: fixed)
 
 
 # --- check_achromatic_share -----------------------------------------------------------------------------
@@ -149,7 +150,7 @@ CORRECT_SHARES = {
 
 @pytest.mark.parametrize("share", CORRECT_SHARES.values(), ids=CORRECT_SHARES.keys())
 def test_check_achromatic_share_accepts_correct_answers(share):
-    grader.check_achromatic_share(share)
+    probes.check_achromatic_share(share)
 
 
 def _centre_in_place(filters):
@@ -177,7 +178,7 @@ WRONG_SHARES = {
 @pytest.mark.parametrize(("share", "message"), WRONG_SHARES.values(), ids=WRONG_SHARES.keys())
 def test_check_achromatic_share_rejects_wrong_answers(share, message):
     with pytest.raises(AssertionError, match=message):
-        grader.check_achromatic_share(share)
+        probes.check_achromatic_share(share)
 
 
 def test_check_achromatic_share_rejects_a_formula_right_only_on_the_known_filters():
@@ -187,13 +188,22 @@ def test_check_achromatic_share_rejects_a_formula_right_only_on_the_known_filter
         return (grader.achromatic_share(filters) > 0.5).to(filters.dtype)
 
     with pytest.raises(AssertionError, match="wrong values"):
-        grader.check_achromatic_share(thresholded)
+        probes.check_achromatic_share(thresholded)
 
 
 def test_hidden_inputs_are_not_the_notebooks():
     """The checks use models and filters the student never saw: other widths, dtypes, kernel shapes."""
-    shapes = {tuple(grader.conv1_filters(model).shape) for _, model in grader._hidden_models()}
+    shapes = {tuple(grader.conv1_filters(model).shape) for _, model in probes.hidden_models()}
     assert shapes == {(4, 3, 3, 3), (16, 3, 3, 3), (5, 3, 3, 5)}
-    dtypes = {model.backbone.conv1.weight.dtype for _, model in grader._hidden_models()}
+    dtypes = {model.backbone.conv1.weight.dtype for _, model in probes.hidden_models()}
     assert dtypes == {torch.float32, torch.float64}
-    assert isinstance(grader._rectangular_model().backbone.conv1, nn.Conv2d)
+    assert isinstance(probes._rectangular_model().backbone.conv1, nn.Conv2d)
+
+
+def test_the_unseen_conv1_filters_are_those_of_the_hidden_model():
+    """The kernel builds the last hidden filters without reading a model's conv1 (that would be the answer of
+    get_conv1_filters); they are exactly the conv1 filters of the hidden model they stand for."""
+    description, filters = probes.hidden_filters()[-1]
+    assert description == "the conv1 filters of a model you have not seen"
+    expected = grader.conv1_filters(hidden_model(width=1 / 4, seed=probes.HIDDEN_SEED + 3))
+    assert filters.dtype == expected.dtype and torch.equal(filters, expected)

@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grader_tests import gradcam as G
-from grader_tests.common import hidden_images
-from grader_tests.common import calibrated_hidden_model, hook_count
+from grader_tests.judges import gradcam as G
+from grader_tests.kernel import gradcam as probes
+from grader_tests.kernel.facts import hook_count
+from grader_tests.kernel.inputs import calibrated_hidden_model, hidden_images
 from helpers.data import load_demo
 from helpers.hooks import capture_activations
 from helpers.inference import evaluating, predict
@@ -358,30 +359,30 @@ CORRECT_GRADCAMS = [
 
 @pytest.mark.parametrize("student", CORRECT_GRADCAMS)
 def test_vis_gradcam_checks_accept_correct_variants(student):
-    G.check_vis_gradcam(student)
-    G.check_vis_gradcam_hooks(student)
-    G.check_vis_gradcam_no_grads(student)
-    G.check_vis_gradcam_mode(student)
+    probes.check_vis_gradcam(student)
+    probes.check_vis_gradcam_hooks(student)
+    probes.check_vis_gradcam_no_grads(student)
+    probes.check_vis_gradcam_mode(student)
 
 
 @pytest.mark.parametrize("name", list(WRONG_GRADCAMS))
 def test_vis_gradcam_check_rejects_wrong_maps(name):
     with pytest.raises(AssertionError, match="not implemented" if name == "stub" else "wrong values"):
-        G.check_vis_gradcam(WRONG_GRADCAMS[name])
+        probes.check_vis_gradcam(WRONG_GRADCAMS[name])
 
 
 @pytest.mark.parametrize(
     ("student", "check", "message"),
     [
-        (vis_gradcam_leaving_hooks, G.check_vis_gradcam_hooks, "leaves 1 hook"),
-        (vis_gradcam_removing_hooks_without_finally, G.check_vis_gradcam_hooks, "finally"),
-        (vis_gradcam_leaving_grads, G.check_vis_gradcam_no_grads, r"\.grad of \d+ model parameter"),
-        (vis_gradcam_switching_to_eval, G.check_vis_gradcam_mode, "changes the model's train/eval mode"),
-        (vis_gradcam_in_whatever_mode, G.check_vis_gradcam_mode, "compute in eval mode"),
+        (vis_gradcam_leaving_hooks, probes.check_vis_gradcam_hooks, "leaves 1 hook"),
+        (vis_gradcam_removing_hooks_without_finally, probes.check_vis_gradcam_hooks, "finally"),
+        (vis_gradcam_leaving_grads, probes.check_vis_gradcam_no_grads, r"\.grad of \d+ model parameter"),
+        (vis_gradcam_switching_to_eval, probes.check_vis_gradcam_mode, "changes the model's train/eval mode"),
+        (vis_gradcam_in_whatever_mode, probes.check_vis_gradcam_mode, "compute in eval mode"),
     ],
 )
 def test_vis_gradcam_side_effect_checks_are_separate(student, check, message):
-    G.check_vis_gradcam(student)  # right values: full credit for the map ...
+    probes.check_vis_gradcam(student)  # right values: full credit for the map ...
     with pytest.raises(AssertionError, match=message):  # ... and this one side effect costs its own point
         check(student)
 
@@ -390,23 +391,23 @@ def test_vis_gradcam_side_effect_checks_are_separate(student, check, message):
     "student", [G.class_activation_map, cam_with_capture_activations, cam_from_the_backbone, cam_with_a_hook]
 )
 def test_cam_checks_accept_correct_variants(student):
-    G.check_class_activation_map(student)
-    G.check_class_activation_map_side_effects(student)
+    probes.check_class_activation_map(student)
+    probes.check_class_activation_map_side_effects(student)
 
 
 @pytest.mark.parametrize("name", list(WRONG_CAMS))
 def test_cam_check_rejects_wrong_maps(name):
     with pytest.raises(AssertionError):
-        G.check_class_activation_map(WRONG_CAMS[name])
+        probes.check_class_activation_map(WRONG_CAMS[name])
 
 
 @pytest.mark.parametrize(
     ("student", "message"), [(cam_leaving_hooks, "leaves 1 hook"), (cam_switching_to_eval, "train/eval mode")]
 )
 def test_cam_side_effect_check_rejects_side_effects(student, message):
-    G.check_class_activation_map(student)
+    probes.check_class_activation_map(student)
     with pytest.raises(AssertionError, match=message):
-        G.check_class_activation_map_side_effects(student)
+        probes.check_class_activation_map_side_effects(student)
 
 
 def test_hidden_cases_make_the_wrong_variants_distinguishable():

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torchvision import models as tv
 
-from grader_tests import parameters as pm
+from grader_tests.judges import parameters as pm
+from grader_tests.kernel import parameters as probes
 from helpers.models import VGG11_CONFIG, VGG11Classification, VGG11GAP
 
 VGG11_BN_PARAMS = 132_868_840
@@ -135,7 +136,7 @@ def count_direct_only(module):
     [pm.get_module_params_num, count_with_parameters, count_with_numpy, count_with_tensor, count_children_recursively],
 )
 def test_check_get_module_params_num_accepts(student) -> None:
-    pm.check_get_module_params_num(student)
+    probes.check_get_module_params_num(student)
 
 
 @pytest.mark.parametrize(
@@ -153,7 +154,7 @@ def test_check_get_module_params_num_accepts(student) -> None:
 )
 def test_check_get_module_params_num_rejects(student, message) -> None:
     with pytest.raises(AssertionError, match=message):
-        pm.check_get_module_params_num(student)
+        probes.check_get_module_params_num(student)
 
 
 def conv_from_module(in_channels, out_channels, kernel_size, bias=True):
@@ -188,7 +189,7 @@ def conv_bias_per_input(in_channels, out_channels, kernel_size, bias=True):
 
 @pytest.mark.parametrize("student", [pm.conv2d_params, conv_from_module, conv_with_numpy])
 def test_check_conv2d_params_accepts(student) -> None:
-    pm.check_conv2d_params(student)
+    probes.check_conv2d_params(student)
 
 
 @pytest.mark.parametrize(
@@ -200,7 +201,7 @@ def test_check_conv2d_params_accepts(student) -> None:
 )
 def test_check_conv2d_params_rejects(student) -> None:
     with pytest.raises(AssertionError, match="conv2d_params"):
-        pm.check_conv2d_params(student)
+        probes.check_conv2d_params(student)
 
 
 def linear_from_module(in_features, out_features, bias=True):
@@ -223,7 +224,7 @@ def linear_sum_not_product(in_features, out_features, bias=True):
 
 @pytest.mark.parametrize("student", [pm.linear_params, linear_from_module])
 def test_check_linear_params_accepts(student) -> None:
-    pm.check_linear_params(student)
+    probes.check_linear_params(student)
 
 
 @pytest.mark.parametrize(
@@ -231,4 +232,4 @@ def test_check_linear_params_accepts(student) -> None:
 )
 def test_check_linear_params_rejects(student) -> None:
     with pytest.raises(AssertionError, match="linear_params"):
-        pm.check_linear_params(student)
+        probes.check_linear_params(student)

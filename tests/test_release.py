@@ -172,6 +172,6 @@ def test_refuses_stale_or_missing_notebooks(tree: Path) -> None:
 
 
 def test_refuses_a_helper_that_would_leak(tree: Path) -> None:
-    (tree / "helpers" / "extra.py").write_text("from grader_tests.common import hidden_images\n")
+    (tree / "helpers" / "extra.py").write_text("from grader_tests.kernel.inputs import hidden_images\n")
     with pytest.raises(release.ReleaseError, match="grader_tests"):
         release.build_release(tree / "out.zip", root=tree)

@@ -10,9 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from grader_tests import saliency as S
-from grader_tests import common
-from grader_tests.common import hidden_images
+from grader_tests.judges import saliency as S
+from grader_tests.kernel import facts, inputs
+from grader_tests.kernel import saliency as probes
+from grader_tests.kernel.inputs import hidden_images
 from helpers.data import load_demo
 from helpers.inference import evaluating
 
@@ -241,7 +242,7 @@ def saliency_on_the_callers_image(model, image, class_idx):
     [gradient_with_autograd, gradient_like_the_seed, gradient_with_backward_done_safely, gradient_with_one_hot],
 )
 def test_gradient_check_accepts_correct_variants(student):
-    S.check_compute_gradient_score(student)
+    probes.check_compute_gradient_score(student)
 
 
 @pytest.mark.parametrize(
@@ -257,17 +258,17 @@ def test_gradient_check_accepts_correct_variants(student):
 )
 def test_gradient_check_rejects_wrong_answers(student, message):
     with pytest.raises(AssertionError, match=message):
-        S.check_compute_gradient_score(student)
+        probes.check_compute_gradient_score(student)
 
 
 @pytest.mark.parametrize("student", [gradient_with_autograd, gradient_with_backward_done_safely, gradient_with_one_hot])
 def test_accumulation_check_accepts_gradients_that_do_not_accumulate(student):
-    S.check_compute_gradient_score_no_accumulation(student)
+    probes.check_compute_gradient_score_no_accumulation(student)
 
 
 def test_accumulation_check_rejects_the_seeds_backward():
     with pytest.raises(AssertionError, match="sum of both gradients"):
-        S.check_compute_gradient_score_no_accumulation(gradient_like_the_seed)
+        probes.check_compute_gradient_score_no_accumulation(gradient_like_the_seed)
 
 
 def test_accumulation_check_rejects_a_view_of_grad():
@@ -278,15 +279,15 @@ def test_accumulation_check_rejects_a_view_of_grad():
         return image.grad[0]
 
     with pytest.raises(AssertionError, match="shares memory"):
-        S.check_compute_gradient_score_no_accumulation(zeroes_grad_but_returns_a_view)
+        probes.check_compute_gradient_score_no_accumulation(zeroes_grad_but_returns_a_view)
 
 
 @pytest.mark.parametrize(
     "student", [S.saliency_map, saliency_with_autograd, saliency_with_backward_and_cleanup, saliency_with_captum]
 )
 def test_saliency_checks_accept_correct_variants(student):
-    S.check_saliency_map(student)
-    S.check_saliency_map_side_effects(student)
+    probes.check_saliency_map(student)
+    probes.check_saliency_map_side_effects(student)
 
 
 @pytest.mark.parametrize(
@@ -298,7 +299,7 @@ def test_saliency_checks_accept_correct_variants(student):
 )
 def test_saliency_check_rejects_wrong_maps(student):
     with pytest.raises(AssertionError):
-        S.check_saliency_map(student)
+        probes.check_saliency_map(student)
 
 
 @pytest.mark.parametrize(
@@ -311,32 +312,32 @@ def test_saliency_check_rejects_wrong_maps(student):
     ],
 )
 def test_side_effect_check_rejects_side_effects_that_the_value_check_accepts(student, message):
-    S.check_saliency_map(student)  # right values on an eval-mode model ...
+    probes.check_saliency_map(student)  # right values on an eval-mode model ...
     with pytest.raises(AssertionError, match=message):  # ... and a side effect caught separately
-        S.check_saliency_map_side_effects(student)
+        probes.check_saliency_map_side_effects(student)
 
 
 def test_calibrated_hidden_model_discriminates():
     """The hidden model's logits depend on the image and its saliency is far from constant."""
-    model = common.calibrated_hidden_model()
+    model = inputs.calibrated_hidden_model()
     images = hidden_images(4, 64)
     logits = model(images)
     assert logits.std(0).min() > 0.1 and (logits.amax(1) - logits.amin(1)).min() > 1
     map_ = S.saliency_map(model, images[0], 0)
     assert map_.std() > 0.1 * map_.mean()
-    assert common.hook_count(model) == 0 and not model.training
+    assert facts.hook_count(model) == 0 and not model.training
 
 
 def test_hook_count_sees_module_and_global_hooks():
-    model = common.calibrated_hidden_model()
+    model = inputs.calibrated_hidden_model()
     handles = [
         model.backbone.bn5_2.register_forward_hook(lambda *a: None),
         model.fc.register_forward_pre_hook(lambda *a: None),
         torch.nn.modules.module.register_module_forward_hook(lambda *a: None),
     ]
     try:
-        assert common.hook_count(model) == 3
+        assert facts.hook_count(model) == 3
     finally:
         for handle in handles:
             handle.remove()
-    assert common.hook_count(model) == 0
+    assert facts.hook_count(model) == 0

@@ -10,7 +10,7 @@ from typing import Any
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def assignments(root: Path = ROOT, folder: str = "notebooks") -> list[str]:

@@ -7,35 +7,28 @@ mode is restored afterwards.
 
 The checks run the student's function on :func:`calibrated_hidden_model` (the common hidden model with
 BatchNorm statistics measured on data, so that its maps are not degenerate) and on hidden images at sizes other
-than 224 (one non-square), in float32 and float64. Each is a :class:`~grader_tests.recording.HiddenCheck`: a
-probe calls the student's function and records what it returned, a judge compares with the reference here. The
-side-effect facts and assertions (:func:`gradient_sizes` / :func:`assert_no_parameter_grads`, :func:`modes` /
-:func:`assert_modes_restored`, :func:`input_state` / :func:`assert_input_untouched`) are shared with
-:mod:`grader_tests.gradcam`.
+than 224 (one non-square), in float32 and float64: the probes of :mod:`grader_tests.kernel.saliency` call the
+student's functions and record what they returned, the judges here compare with the reference.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import torch
 from torch import nn
 
+from grader_tests.kernel.record import Observations
+from grader_tests.kernel.saliency import DTYPES, SECOND_CLASS, batch, cases
 from helpers.inference import evaluating
 
+from . import judge
 from .common import (
     assert_computed_in_eval_mode,
     assert_input_untouched,
     assert_no_parameter_grads,
     assert_tensor_close,
-    cached_hidden_images,
-    calibrated_hidden_model,
-    call_in_train_mode,
-    input_state,
     tolerance,
 )
-from .recording import Observations, Recorded, call, call_keeping, hidden_check, restore, returned, snapshot
+from .records import Recorded, restore, returned
 
 # --- reference --------------------------------------------------------------------------------------------
 
@@ -69,72 +62,31 @@ def saliency_map(model: nn.Module, image: torch.Tensor, class_idx: int) -> torch
     return saliency(model, image[None], class_idx)[0]
 
 
-# --- hidden checks -----------------------------------------------------------------------------------------
-
-DTYPES = (torch.float32, torch.float64)
-
-
-def _cases(dtype: torch.dtype) -> list[tuple[nn.Module, torch.Tensor, int]]:
-    """(model, image (3, H, W), class) triples the student never saw: other sizes, other classes, float64."""
-    model = calibrated_hidden_model(dtype)
-    square = cached_hidden_images(2, 64, dtype=dtype)
-    tall = cached_hidden_images(1, 96, seed=7, dtype=dtype)[..., :, 16:80]  # (1, 3, 96, 64): non-square
-    if dtype == torch.float32:
-        return [(model, square[0], 0), (model, square[1], 3), (model, tall[0], 5)]
-    return [(model, square[1], 2), (model, tall[0], 4)]
-
-
-def _batch(image: torch.Tensor) -> torch.Tensor:
-    """The ``(1, 3, H, W)`` leaf that ``compute_gradient_score`` differentiates against."""
-    return image[None].detach().clone().requires_grad_()
+# --- judges -----------------------------------------------------------------------------------------------
 
 
 def _reference_gradient(model: nn.Module, image: torch.Tensor, class_idx: int) -> torch.Tensor:
     with torch.enable_grad():
-        x = _batch(image)
+        x = batch(image)
         return gradient_score(model(x)[0], x, class_idx)
 
 
-def _probe_compute_gradient_score(student: Callable[..., Any]) -> Observations:
-    gradients = []
-    for dtype in DTYPES:
-        for model, image, class_idx in _cases(dtype):
-            x = _batch(image)
-            with torch.enable_grad():
-                scores = model(x)[0]
-            gradients.append(call(student, scores, x, class_idx))
-    return {"gradients": gradients}
-
-
-@hidden_check(_probe_compute_gradient_score)
+@judge
 def check_compute_gradient_score(observations: Observations) -> None:
     """Values of ``compute_gradient_score`` on hidden models and images (other sizes and classes, float64)."""
-    cases = [case for dtype in DTYPES for case in _cases(dtype)]
-    for (model, image, class_idx), outcome in zip(cases, observations["gradients"], strict=True):
+    all_cases = [case for dtype in DTYPES for case in cases(dtype)]
+    for (model, image, class_idx), outcome in zip(all_cases, observations["gradients"], strict=True):
         shape = (1, *image.shape)
         what = f"compute_gradient_score(scores, image, {class_idx}) on an image of shape {shape} ({image.dtype})"
         expected = _reference_gradient(model, image, class_idx)
         assert_tensor_close(returned(outcome, what), expected, what, **tolerance(expected))
 
 
-SECOND_CLASS = 5
-"""The class of the second call of the accumulation check (the first is the case's own)."""
-
-
-def _probe_compute_gradient_score_no_accumulation(student: Callable[..., Any]) -> Observations:
-    model, image, first_class = _cases(torch.float32)[1]
-    x = _batch(image)
-    with torch.enable_grad():
-        first, first_value = call_keeping(student, model(x)[0], x, first_class)
-        second = call(student, model(x)[0], x, SECOND_CLASS)
-    return {"first": first, "second": second, "first_after_second": snapshot(first_value)}
-
-
-@hidden_check(_probe_compute_gradient_score_no_accumulation)
+@judge
 def check_compute_gradient_score_no_accumulation(observations: Observations) -> None:
     """Two calls on the same image tensor (for two classes) each give their own gradient, and the second call
     does not change what the first returned."""
-    model, image, first_class = _cases(torch.float32)[1]
+    model, image, first_class = cases(torch.float32)[1]
     expected_first = _reference_gradient(model, image, first_class)
     expected_second = _reference_gradient(model, image, SECOND_CLASS)
     what = "compute_gradient_score called twice on the same image tensor"
@@ -157,35 +109,21 @@ def check_compute_gradient_score_no_accumulation(observations: Observations) -> 
         )
 
 
-def _probe_saliency_map(student: Callable[..., Any]) -> Observations:
-    return {
-        "maps": [
-            call(student, model, image.clone(), class_idx) for dtype in DTYPES for model, image, class_idx in _cases(dtype)
-        ]
-    }
-
-
-@hidden_check(_probe_saliency_map)
+@judge
 def check_saliency_map(observations: Observations) -> None:
     """Values of ``saliency_map(model, image, class_idx)`` on hidden models and images (other sizes, float64)."""
-    cases = [case for dtype in DTYPES for case in _cases(dtype)]
-    for (model, image, class_idx), outcome in zip(cases, observations["maps"], strict=True):
+    all_cases = [case for dtype in DTYPES for case in cases(dtype)]
+    for (model, image, class_idx), outcome in zip(all_cases, observations["maps"], strict=True):
         what = f"saliency_map(model, image, {class_idx}) on an image of shape {tuple(image.shape)} ({image.dtype})"
         expected = saliency_map(model, image, class_idx)
         assert_tensor_close(returned(outcome, what), expected, what, **tolerance(expected))
 
 
-def _probe_saliency_map_side_effects(student: Callable[..., Any]) -> Observations:
-    model, image, class_idx = _cases(torch.float32)[0]
-    image = image.clone()
-    return {**call_in_train_mode(student, model, image, class_idx), "input": input_state(image)}
-
-
-@hidden_check(_probe_saliency_map_side_effects)
+@judge
 def check_saliency_map_side_effects(observations: Observations) -> None:
     """``saliency_map`` computes in eval mode, restores each module's mode, writes no parameter ``.grad`` and
     leaves the caller's image as it was."""
-    model, image, class_idx = _cases(torch.float32)[0]
+    model, image, class_idx = cases(torch.float32)[0]
     what = "saliency_map"
     assert_computed_in_eval_mode(observations, saliency_map(model, image, class_idx), what)
     assert_no_parameter_grads(observations["grads"], what)

@@ -3,11 +3,13 @@
 A fresh ``ipykernel`` spends about 0.6 s starting and the notebook's first cell 1.8 s importing torch,
 torchvision and matplotlib; the first meta-tensor or autograd call imports another few hundred modules. Six
 notebooks a student, that is most of the grading time. Instead each grading process starts one *fork server*
-(``python -m grader_tests.forkserver``) that imports all of it once and warms it up, without running any
-student code, and forks one child per kernel. The child is a fresh ``ipykernel`` with its own process group,
-working folder and environment, like one ``jupyter_client`` would start; only the module imports are
-shared (copy-on-write). The server starts with the grading process's environment, so what libraries read
-from it at import (``OMP_NUM_THREADS`` ...) agrees with the kernels' environment.
+(``python -m grader_tests.engine.forkserver``) that imports all of it once and warms it up, without running any
+student code, and forks one child per kernel. The child builds the kernel's sandbox
+(:mod:`grader_tests.engine.sandbox`) and becomes a fresh ``ipykernel`` in it, with its own process group,
+working folder and environment, like one ``jupyter_client`` would start; only the module imports are shared
+(copy-on-write). The server never imports the judges: a kernel inherits its memory. It starts with a minimal
+environment (:data:`SERVER_ENVIRONMENT`), so that what libraries read at import (``OMP_NUM_THREADS`` ...)
+agrees with the kernels' and nothing else of the grader's environment is in a kernel's memory.
 
 :class:`ForkingKernelManager` (``nbgrader_config.py`` sets it as the ``Execute`` kernel manager) launches the
 standard Python kernel this way on Linux and any other kernel, or on any other system, the usual way.
@@ -24,12 +26,17 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
+from dataclasses import asdict
 from typing import Any
 
 from jupyter_client import AsyncKernelManager
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import LocalProvisioner
+
+from . import sandbox
+from .sandbox import Limits
 
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 """ipykernel's matplotlib backend, unless ``MPLBACKEND`` says otherwise."""
@@ -42,7 +49,13 @@ PRELOADED = (
     "ipykernel.kernelapp", "psutil", "sqlite3", "tornado.platform.asyncio", "tornado.queues",
     # what the notebooks import; not matplotlib's inline backend, which hooks into the shell that imports it
     "matplotlib.pyplot", "torch", "torchvision", "captum.attr", "helpers", "helpers.environment",
+    # the probes of the hidden checks (never the judges)
+    "grader_tests.kernel.record", "grader_tests.kernel.inputs", "grader_tests.kernel.facts",
 )
+
+SERVER_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                      "PYTHONHASHSEED", "PYTHONPATH", "MPLBACKEND", "VISUALIZING_CNNS_NO_SANDBOX")
+"""What the fork server keeps of the grading process's environment."""
 
 
 def forkable(cmd: list[str]) -> bool:
@@ -61,11 +74,34 @@ class ForkServer:
 
     def __init__(self) -> None:
         self.folder = tempfile.mkdtemp(prefix="kernels-")  # the kernels' connection files and sockets
+        env = {key: value for key, value in os.environ.items() if key in SERVER_ENVIRONMENT}
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")  # thread pools and fork: no
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "grader_tests.forkserver", self.folder],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            [sys.executable, "-m", "grader_tests.engine.forkserver", self.folder],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, env=env, cwd=self.folder,
         )
+        self._sandbox: dict[str, Any] | None = None
         atexit.register(self.close)
+
+    @property
+    def sandbox(self) -> dict[str, Any]:
+        """``{"on": bool, "why": reason if off}``: whether this server's kernels are sandboxed (its first reply)."""
+        if self._sandbox is None:
+            self._sandbox = json.loads(self._reply())
+        return self._sandbox
+
+    def _reply(self) -> str:
+        assert self.process.stdout
+        reply = self.process.stdout.readline()
+        if not reply:
+            raise RuntimeError(f"the kernel fork server exited (code {self.process.wait()})")
+        return reply
+
+    def new_kernel_folder(self) -> str:
+        """A private folder for one kernel's connection file and sockets (short: Unix socket paths are limited)."""
+        folder = os.path.join(self.folder, f"k-{uuid.uuid4().hex[:12]}")
+        os.mkdir(folder, 0o700)
+        return folder
 
     @classmethod
     def get(cls) -> ForkServer:
@@ -73,14 +109,14 @@ class ForkServer:
             cls._instance = cls()
         return cls._instance
 
-    def spawn(self, argv: list[str], env: dict[str, str], cwd: str) -> int:
-        """Fork a kernel running ``argv[3:]`` (the arguments after ``python -m ipykernel_launcher``); its pid."""
-        assert self.process.stdin and self.process.stdout
-        self.process.stdin.write(json.dumps({"args": argv[3:], "env": env, "cwd": cwd}) + "\n")
-        reply = self.process.stdout.readline()
-        if not reply:
-            raise RuntimeError(f"the kernel fork server exited (code {self.process.wait()})")
-        return int(json.loads(reply)["pid"])
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: str, folder: str, limits: Limits | None = None) -> int:
+        """Fork a kernel running ``argv[3:]`` (the arguments after ``python -m ipykernel_launcher``), sandboxed
+        where possible, with its files in ``folder`` (:meth:`new_kernel_folder`); its pid."""
+        assert self.process.stdin
+        self.sandbox  # noqa: B018 - the server's first reply comes before any pid
+        request = {"args": argv[3:], "env": env, "cwd": cwd, "folder": folder, "limits": asdict(limits or Limits())}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        return int(json.loads(self._reply())["pid"])
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -133,7 +169,9 @@ class ForkingProvisioner(LocalProvisioner):
         if not forkable(cmd):
             return await super().launch_kernel(cmd, **kwargs)
         cwd = str(kwargs.get("cwd") or os.getcwd())
-        pid = ForkServer.get().spawn(cmd, dict(kwargs.get("env") or os.environ), cwd)
+        folder = os.path.dirname(self.parent.connection_file)
+        limits = getattr(self.parent, "limits", None)
+        pid = ForkServer.get().spawn(cmd, dict(kwargs.get("env") or os.environ), cwd, folder, limits)
         self.process = ForkedKernel(pid)  # type: ignore[assignment]
         self.pid = self.pgid = pid  # the kernel leads its own process group: interrupts and kills reach it all
         self.cwd = cwd
@@ -148,10 +186,13 @@ class ForkingKernelManager(AsyncKernelManager):
     binds it), and nothing is sent in plain text over the network stack.
     """
 
+    limits: Limits | None = None  # the sandbox's limits (GuardedExecute sets them); None: the defaults
+
     async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
         if sys.platform.startswith("linux") and not self.has_kernel:
-            name = os.path.join(ForkServer.get().folder, f"kernel-{uuid.uuid4().hex[:12]}")
-            self.transport, self.ip, self.connection_file = "ipc", name, f"{name}.json"  # sockets: <ip>-<port>
+            folder = ForkServer.get().new_kernel_folder()
+            self.transport, self.ip = "ipc", os.path.join(folder, "k")  # sockets: <ip>-<port>
+            self.connection_file = os.path.join(folder, "kernel.json")
         if self.provisioner is None:
             self.provisioner = ForkingProvisioner(kernel_id=kw.get("kernel_id") or self.kernel_id or "",
                                                   kernel_spec=self.kernel_spec, parent=self)
@@ -189,24 +230,40 @@ def serve(folder: str) -> None:
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # what the kernels print goes where this server's errors go, never into the replies
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the grading process: it closes our input
+    why_not = "turned off (VISUALIZING_CNNS_NO_SANDBOX)" if os.environ.get("VISUALIZING_CNNS_NO_SANDBOX") else None
+    why_not = why_not or sandbox.unavailable()
     preload()
+    replies.write(json.dumps({"on": why_not is None, "why": why_not}) + "\n")
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped as they end
-    kernels = []
+    kernels: list[tuple[int, sandbox.Cgroup | None]] = []
     for line in sys.stdin:
         request = json.loads(line)
+        limits = sandbox.Limits(**request["limits"])
+        cgroup = sandbox.Cgroup.create(os.path.basename(request["folder"]), limits) if why_not is None else None
         pid = os.fork()
         if pid == 0:
             replies.close()
-            _become_kernel(request["args"], request["env"], request["cwd"])
+            _become_kernel(request, None if why_not else limits, cgroup)
         try:
             os.setpgid(pid, pid)  # here too, so that no signal can reach the kernel before it leads its group
         except OSError:
             pass  # the child did it first, or already ended
-        kernels = [*filter(_running_child, kernels), pid]
+        kernels = [*_forget_ended(kernels), (pid, cgroup)]
         replies.write(json.dumps({"pid": pid}) + "\n")
-    for pid in filter(_running_child, kernels):
-        os.killpg(pid, signal.SIGKILL)
+    for pid, _ in kernels:
+        if _running_child(pid):
+            os.killpg(pid, signal.SIGKILL)
+    for _ in range(50):  # until the kernels' processes are gone and their cgroups can go too
+        if not (kernels := _forget_ended(kernels)):
+            break
+        time.sleep(0.1)
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def _forget_ended(kernels: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+    """The kernels still running, or whose cgroup cannot be removed yet (its last processes are dying)."""
+    return [(pid, cgroup) for pid, cgroup in kernels
+            if _running_child(pid) or (cgroup is not None and not cgroup.remove())]
 
 
 def _running_child(pid: int) -> bool:
@@ -218,21 +275,30 @@ def _running_child(pid: int) -> bool:
         return False
 
 
-def _become_kernel(args: list[str], env: dict[str, str], cwd: str) -> None:
-    """In the forked child: become ``python -m ipykernel_launcher *args`` started in ``cwd`` with ``env``."""
+def _become_kernel(request: dict[str, Any], limits: sandbox.Limits | None, cgroup: sandbox.Cgroup | None) -> None:
+    """In the forked child: become ``python -m ipykernel_launcher *args`` started in ``cwd`` with ``env``, in a
+    sandbox unless ``limits`` is None."""
     code = 1
+    args, env, cwd = request["args"], request["env"], request["cwd"]
     try:
         os.setpgid(0, 0)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
+        os.closerange(3, 1 << 16)  # the server's pipes and files: nothing of them for the kernel
         sys.stdin = open(os.devnull)  # noqa: SIM115 - for the life of the kernel
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(env)
-        os.environ["JPY_PARENT_PID"] = str(os.getppid())
+        if limits is not None:
+            sandbox.enter(request["folder"], cwd, env, limits, cgroup)  # returns in the kernel, in its sandbox
+        else:
+            os.chdir(cwd)
+            os.environ.clear()
+            os.environ.update(env)
+            os.environ["JPY_PARENT_PID"] = str(os.getppid())
+            args = [*args, f"--IPKernelApp.parent_handle={os.getppid()}"]
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for name in [name for name in sys.modules if name.startswith("grader_tests.engine")]:
+            del sys.modules[name]  # the server's own code: not the kernel's business
         os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
         import random
 
@@ -243,8 +309,8 @@ def _become_kernel(args: list[str], env: dict[str, str], cwd: str) -> None:
         sys.argv = ["ipykernel_launcher", *args]
         from ipykernel import kernelapp
 
-        # the kernel exits when its parent, this server, does (read from JPY_PARENT_PID at import, in the server)
-        kernelapp.launch_new_instance(argv=[*args, f"--IPKernelApp.parent_handle={os.getppid()}"])
+        # the kernel exits when its parent does: by its sandbox's death signal, or by ipykernel's parent poller
+        kernelapp.launch_new_instance(argv=args)
         code = 0
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1

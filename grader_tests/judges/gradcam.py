@@ -1,43 +1,37 @@
-"""Reference implementations of the graded methods. Instructor-only: never shipped to students.
+"""Reference implementations of the graded methods of ``06_gradcam`` and the judges of its hidden checks.
+Instructor-only: never shipped to students.
 
 Conventions (stated once, used by the hidden checks): targets are logits, never softmax; Grad-CAM weights are
 the spatial mean of ``d s_c / d A``; maps are upsampled bilinearly with ``align_corners=False``; CAM is
 ``sum_k w_ck A_k`` at ``relu5_2`` (the tensor GAP consumes), without bias, ReLU or upsampling.
 
-The hidden checks of ``06_gradcam`` (``check_vis_gradcam*``, ``check_class_activation_map*``) run the student's
-function on a hidden model and hidden images (:func:`grader_tests.saliency.calibrated_hidden_model`, sizes other
-than 224, float64 too) and compare with the references here; the side effects (hooks left, ``.grad`` left, train
-mode changed) are separate checks, so each costs its own point.
+The hidden checks of ``06_gradcam`` (``check_vis_gradcam*``, ``check_class_activation_map*``): the probes of
+:mod:`grader_tests.kernel.gradcam` run the student's function on a hidden model and hidden images
+(:func:`~grader_tests.kernel.inputs.calibrated_hidden_model`, sizes other than 224, float64 too) and record what
+happened; the judges here compare with the references. The side effects (hooks left, ``.grad`` left, train mode
+changed) are separate checks, so each costs its own point.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from grader_tests.kernel.gradcam import DTYPES, cases
+from grader_tests.kernel.record import Observations
 from helpers.hooks import capture_activations
 from helpers.inference import evaluating
 
+from . import judge
 from .common import (
     assert_computed_in_eval_mode,
     assert_input_untouched,
     assert_no_parameter_grads,
     assert_tensor_close,
-    cached_hidden_images,
-    calibrated_hidden_model,
-    call_in_train_mode,
-    gradient_sizes,
-    hook_count,
-    input_state,
     tolerance,
 )
-from .recording import Observations, call, hidden_check, returned
-
-DTYPES = (torch.float32, torch.float64)
+from .records import returned
 
 
 def _targets(logits: torch.Tensor, target: int | torch.Tensor | None) -> torch.Tensor:
@@ -102,61 +96,20 @@ def vis_gradcam(vgg: nn.Module, img: torch.Tensor) -> torch.Tensor:
     return grad_cam(vgg, img[None], "backbone.bn5_2")[0]
 
 
-# --- hidden checks -----------------------------------------------------------------------------------------
+# --- judges -----------------------------------------------------------------------------------------------
 
 
-def _cases(dtype: torch.dtype) -> list[tuple[nn.Module, torch.Tensor, int]]:
-    """(model, img (3, H, W), class) the student never saw: sizes other than 224 (multiples of 16, one
-    non-square), other classes, float64."""
-    model = calibrated_hidden_model(dtype)
-    square = cached_hidden_images(2, 64, dtype=dtype)
-    tall = cached_hidden_images(1, 96, seed=7, dtype=dtype)[..., :, 16:80]  # (1, 3, 96, 64)
-    if dtype == torch.float32:
-        return [(model, square[0], 1), (model, square[1], 4), (model, tall[0], 0)]
-    return [(model, cached_hidden_images(1, 80, seed=11, dtype=dtype)[0], 5), (model, tall[0], 2)]
-
-
-def _exploding_model() -> nn.Module:
-    """A hidden model whose forward raises after ``bn5_2`` and ``relu5_2`` ran (its ``fc`` fails)."""
-
-    class Exploding(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            raise RuntimeError("a failure after the target layer")
-
-    model = calibrated_hidden_model()
-    model.fc = Exploding()
-    return model
-
-
-def _probe_vis_gradcam(student: Callable[..., Any]) -> Observations:
-    return {"maps": [call(student, model, img.clone()) for dtype in DTYPES for model, img, _ in _cases(dtype)]}
-
-
-@hidden_check(_probe_vis_gradcam)
+@judge
 def check_vis_gradcam(observations: Observations) -> None:
     """Values of ``vis_gradcam(vgg, img)`` on hidden models and images (other sizes, non-square, float64)."""
-    cases = [(model, img) for dtype in DTYPES for model, img, _ in _cases(dtype)]
-    for (model, img), outcome in zip(cases, observations["maps"], strict=True):
+    all_cases = [(model, img) for dtype in DTYPES for model, img, _ in cases(dtype)]
+    for (model, img), outcome in zip(all_cases, observations["maps"], strict=True):
         what = f"vis_gradcam(vgg, img) on an image of shape {tuple(img.shape)} ({img.dtype})"
         expected = vis_gradcam(model, img)
         assert_tensor_close(returned(outcome, what), expected, what, **tolerance(expected))
 
 
-def _hooks_left(student: Callable[..., Any], model: nn.Module, *args: Any) -> tuple[dict[str, Any], int]:
-    """Call the student's function; its outcome and how many hooks it left on ``model``."""
-    before = hook_count(model)
-    outcome = call(student, model, *args)
-    return outcome, hook_count(model) - before
-
-
-def _probe_vis_gradcam_hooks(student: Callable[..., Any]) -> Observations:
-    model, img, _ = _cases(torch.float32)[0]
-    outcome, left = _hooks_left(student, model, img.clone())
-    _, left_after_failure = _hooks_left(student, _exploding_model(), img.clone())
-    return {"call": outcome, "left": left, "left_after_failure": left_after_failure}
-
-
-@hidden_check(_probe_vis_gradcam_hooks)
+@judge
 def check_vis_gradcam_hooks(observations: Observations) -> None:
     """``vis_gradcam`` removes every hook it registers, after a normal call and after a forward that fails."""
     returned(observations["call"], "vis_gradcam")
@@ -171,65 +124,38 @@ def check_vis_gradcam_hooks(observations: Observations) -> None:
         )
 
 
-def _probe_vis_gradcam_no_grads(student: Callable[..., Any]) -> Observations:
-    model, img, _ = _cases(torch.float32)[1]
-    img = img.clone()
-    outcome = call(student, model, img)
-    return {"call": outcome, "grads": gradient_sizes(model), "input": input_state(img)}
-
-
-@hidden_check(_probe_vis_gradcam_no_grads)
+@judge
 def check_vis_gradcam_no_grads(observations: Observations) -> None:
     """``vis_gradcam`` leaves no ``.grad`` on the parameters and does not touch the caller's image."""
-    _, img, _ = _cases(torch.float32)[1]
+    _, img, _ = cases(torch.float32)[1]
     returned(observations["call"], "vis_gradcam")
     assert_no_parameter_grads(observations["grads"], "vis_gradcam")
     assert_input_untouched(observations["input"], img, "vis_gradcam")
 
 
-def _probe_vis_gradcam_mode(student: Callable[..., Any]) -> Observations:
-    model, img, _ = _cases(torch.float32)[2]
-    return call_in_train_mode(student, model, img.clone())
-
-
-@hidden_check(_probe_vis_gradcam_mode)
+@judge
 def check_vis_gradcam_mode(observations: Observations) -> None:
     """``vis_gradcam`` computes in eval mode and gives each module its mode back."""
-    model, img, _ = _cases(torch.float32)[2]
+    model, img, _ = cases(torch.float32)[2]
     assert_computed_in_eval_mode(observations, vis_gradcam(model, img), "vis_gradcam")
 
 
-def _probe_class_activation_map(student: Callable[..., Any]) -> Observations:
-    return {
-        "maps": [
-            call(student, model, img.clone(), class_idx) for dtype in DTYPES for model, img, class_idx in _cases(dtype)
-        ]
-    }
-
-
-@hidden_check(_probe_class_activation_map)
+@judge
 def check_class_activation_map(observations: Observations) -> None:
     """Values of ``class_activation_map(model, img, class_idx)`` on hidden models and images (float64 too)."""
-    cases = [case for dtype in DTYPES for case in _cases(dtype)]
-    for (model, img, class_idx), outcome in zip(cases, observations["maps"], strict=True):
+    all_cases = [case for dtype in DTYPES for case in cases(dtype)]
+    for (model, img, class_idx), outcome in zip(all_cases, observations["maps"], strict=True):
         shape = tuple(img.shape)
         what = f"class_activation_map(model, img, {class_idx}) on an image of shape {shape} ({img.dtype})"
         expected = class_activation_map(model, img, class_idx)
         assert_tensor_close(returned(outcome, what), expected, what, **tolerance(expected))
 
 
-def _probe_class_activation_map_side_effects(student: Callable[..., Any]) -> Observations:
-    model, img, class_idx = _cases(torch.float32)[1]
-    observations = call_in_train_mode(student, model, img.clone(), class_idx)
-    _, observations["left_after_failure"] = _hooks_left(student, _exploding_model(), img.clone(), class_idx)
-    return observations
-
-
-@hidden_check(_probe_class_activation_map_side_effects)
+@judge
 def check_class_activation_map_side_effects(observations: Observations) -> None:
     """``class_activation_map`` removes its hooks (also when the forward fails), computes in eval mode and
     restores each module's mode."""
-    model, img, class_idx = _cases(torch.float32)[1]
+    model, img, class_idx = cases(torch.float32)[1]
     if (left := observations["hooks_left"]) > 0:
         raise AssertionError(f"class_activation_map leaves {left} hook(s) registered on the model")
     assert_computed_in_eval_mode(observations, class_activation_map(model, img, class_idx), "class_activation_map")

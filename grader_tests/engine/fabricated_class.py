@@ -9,7 +9,7 @@ edits then make each case. ``Student.expected`` holds the *autograded* points pe
 the ``points`` of the graded test code cells expected to pass; written answers are graded by a human and are not
 counted); ``Student.note`` a lowercase substring expected in the student's feedback (``None``: nothing special).
 
-Which cell catches what follows from the hidden checks' docstrings in ``grader_tests/<topic>.py`` and from the
+Which cell catches what follows from the hidden checks' docstrings in ``grader_tests/judges/<topic>.py`` and from the
 hidden block of each test cell in ``solutions/``. Students who exercise one mechanism submit one notebook, the
 cheapest that shows it. Builds are deterministic: the same bytes every time.
 """
@@ -501,10 +501,12 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
     )
     nb6 = P(a6)
     for grade_id in ("class_activation_map", "vis_gradcam"):
-        replace(nb6, grade_id, "from grader_tests.gradcam import class_activation_map, vis_gradcam  # the reference")
+        replace(
+            nb6, grade_id, "from grader_tests.judges.gradcam import class_activation_map, vis_gradcam  # the reference"
+        )
     student(
         "importsgrader",
-        "both solution cells import the instructor's reference implementations from grader_tests.gradcam",
+        "both solution cells import the instructor's reference implementations from grader_tests.judges.gradcam",
         "grader_tests",
         {a6: (nb6, zero(a6))},
     )

@@ -1,4 +1,5 @@
-"""Reference implementations and hidden checks of notebook ``03_filters``. Instructor-only: never released.
+"""Reference implementations of notebook ``03_filters`` and the judges of its hidden checks. Instructor-only: never
+released.
 
 Conventions (stated in the notebook):
 
@@ -13,19 +14,24 @@ Conventions (stated in the notebook):
 
   1 for a pure brightness filter (identical channels), 0 for a colour-opponent one (channels sum to zero at
   every pixel), and 1/C in expectation for i.i.d. random weights.
+
+The probes of :mod:`grader_tests.kernel.filters` record what the student's functions returned on unseen models
+and filters, and what the calls left behind; the judges here compare with the references.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import OrderedDict
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from .common import HIDDEN_SEED, assert_tensor_close, hidden_model
-from .recording import Observations, Recorded, call, hidden_check, returned
+from grader_tests.kernel.filters import hidden_filters, hidden_models, known_filters, state
+from grader_tests.kernel.record import Observations
+
+from . import judge
+from .common import assert_tensor_close
+from .records import Recorded, returned
 
 # --- references -----------------------------------------------------------------------------------------
 
@@ -45,49 +51,7 @@ def achromatic_share(filters: torch.Tensor) -> torch.Tensor:
     return torch.where(total > 0, grey_energy / total.clamp_min(torch.finfo(filters.dtype).tiny), torch.zeros_like(total))
 
 
-# --- hidden inputs --------------------------------------------------------------------------------------
-
-
-class _RectangularNet(nn.Module):
-    """Not a VGG: a ``backbone`` whose ``conv1`` has 5 filters of 3x5, so a swapped axis changes the shape."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.backbone = nn.Sequential(
-            OrderedDict(
-                conv1=nn.Conv2d(3, 5, kernel_size=(3, 5), padding=(1, 2)),
-                bn1=nn.BatchNorm2d(5),
-                relu1=nn.ReLU(),
-                conv2=nn.Conv2d(5, 7, kernel_size=3, padding=1),
-            )
-        )
-        self.gap = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(7, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.gap(self.backbone(x)), 1))
-
-
-def _rectangular_model() -> nn.Module:
-    with torch.random.fork_rng():
-        torch.manual_seed(HIDDEN_SEED + 1)
-        return _RectangularNet().eval()
-
-
-def _hidden_models() -> list[tuple[str, nn.Module]]:
-    return [
-        ("a random course model of width 1/16 (4 filters)", hidden_model()),
-        ("a float64 course model of width 1/4 (16 filters)", hidden_model(width=1 / 4, seed=HIDDEN_SEED + 2, dtype=torch.float64)),
-        ("a small non-VGG model whose conv1 has 5 filters of 3x5", _rectangular_model()),
-    ]
-
-
-# --- checks ---------------------------------------------------------------------------------------------
-
-
-def _state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's parameters and buffers, copied (the probe's record after the call; the judge's before)."""
-    return {name: value.detach().clone() for name, value in model.state_dict().items()}
+# --- judges ---------------------------------------------------------------------------------------------
 
 
 def _assert_unchanged(after: dict[str, torch.Tensor], before: dict[str, torch.Tensor], what: str) -> None:
@@ -110,21 +74,13 @@ def _is_permutation_of(actual: torch.Tensor, expected: torch.Tensor) -> bool:
     return False
 
 
-def _probe_get_conv1_filters(get_conv1_filters: Callable[[nn.Module], torch.Tensor]) -> Observations:
-    cases = []
-    for _, model in _hidden_models():
-        outcome = call(get_conv1_filters, model)
-        cases.append({"call": outcome, "state": _state(model)})
-    return {"cases": cases}
-
-
-@hidden_check(_probe_get_conv1_filters)
+@judge
 def check_get_conv1_filters(observations: Observations) -> None:
     """The student's ``get_conv1_filters`` returns conv1's weights on models it never saw, and changes nothing."""
-    for (what, model), seen in zip(_hidden_models(), observations["cases"], strict=True):
+    for (what, model), seen in zip(hidden_models(), observations["cases"], strict=True):
         expected = conv1_filters(model)
         actual = returned(seen["call"], f"get_conv1_filters on {what}")
-        _assert_unchanged(seen["state"], _state(model), "get_conv1_filters")
+        _assert_unchanged(seen["state"], state(model), "get_conv1_filters")
         try:
             assert_tensor_close(actual, expected, f"get_conv1_filters on {what}")
         except AssertionError:
@@ -137,42 +93,10 @@ def check_get_conv1_filters(observations: Observations) -> None:
             raise
 
 
-def _hidden_filters() -> list[tuple[str, torch.Tensor]]:
-    g = torch.Generator().manual_seed(HIDDEN_SEED)
-    return [
-        ("6 random 3x3 filters", torch.randn(6, 3, 3, 3, generator=g)),
-        ("4 random float64 5x5 filters", torch.randn(4, 3, 5, 5, generator=g, dtype=torch.float64)),
-        ("3 random 1x7 filters with unequal channel scales", torch.randn(3, 3, 1, 7, generator=g) * torch.tensor([3.0, 1.0, 0.2]).view(1, 3, 1, 1)),
-        ("the conv1 filters of a model you have not seen", conv1_filters(hidden_model(width=1 / 4, seed=HIDDEN_SEED + 3))),
-    ]
-
-
-def _known_filters() -> list[tuple[str, torch.Tensor, float]]:
-    """Filters whose share follows from the definition alone, with what it must be."""
-    g = torch.Generator().manual_seed(HIDDEN_SEED + 4)
-    pattern = torch.randn(2, 1, 3, 3, generator=g)
-    grey = pattern.expand(2, 3, 3, 3).clone()  # identical channels: all energy in the channel mean
-    opponent = torch.randn(2, 3, 3, 3, generator=g)
-    opponent = opponent - opponent.mean(dim=1, keepdim=True)  # channels sum to zero at every pixel
-    return [
-        ("filters whose three channels are identical (pure brightness filters)", grey, 1.0),
-        ("filters whose channels sum to zero at every pixel (colour-opponent filters)", opponent, 0.0),
-    ]
-
-
-def _probe_achromatic_share(achromatic_share_fn: Callable[[torch.Tensor], torch.Tensor]) -> Observations:
-    known = [call(achromatic_share_fn, filters) for _, filters, _ in _known_filters()]
-    hidden = []
-    for _, given in _hidden_filters():
-        outcome = call(achromatic_share_fn, given)
-        hidden.append({"call": outcome, "given": given.detach().clone()})
-    return {"known": known, "hidden": hidden}
-
-
-@hidden_check(_probe_achromatic_share)
+@judge
 def check_achromatic_share(observations: Observations) -> None:
     """The student's ``achromatic_share`` matches the definition on filters it never saw, without changing them."""
-    for (what, filters, value), outcome in zip(_known_filters(), observations["known"], strict=True):
+    for (what, filters, value), outcome in zip(known_filters(), observations["known"], strict=True):
         actual = returned(outcome, f"achromatic_share on {what}")
         expected = torch.full((len(filters),), value, dtype=filters.dtype)
         tensor = actual.tensor if isinstance(actual, Recorded) else None
@@ -181,7 +105,7 @@ def check_achromatic_share(observations: Observations) -> None:
             got = ", ".join(f"{v:.3f}" for v in tensor.flatten().tolist())
             raise AssertionError(f"achromatic_share on {what} should be {value:g} for every filter, got {got}")
         assert_tensor_close(actual, expected, f"achromatic_share on {what}")
-    for (what, filters), seen in zip(_hidden_filters(), observations["hidden"], strict=True):
+    for (what, filters), seen in zip(hidden_filters(), observations["hidden"], strict=True):
         actual = returned(seen["call"], f"achromatic_share on {what}")
         if not torch.equal(seen["given"], filters):
             raise AssertionError(f"achromatic_share changed the filters it was given ({what}): do not modify them in place")

@@ -7,13 +7,16 @@
   answering or dies ends the run without losing the cells already graded, and output floods are cut.
 * :class:`JudgeHiddenChecks` (after execution, before nbgrader scores): every graded test cell scores only if
   its hidden checks' recorded observations pass the trusted judge in this process
-  (:mod:`grader_tests.recording`); the records and the kernel's tracebacks leave the notebook.
+  (:mod:`grader_tests.judges`); the records and the kernel's tracebacks leave the notebook, and records that
+  were tampered with are flagged.
 * :class:`FeedbackExporter`: nbconvert's HTML exporter that compiles its templates once per process.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import json
 import os
 import re
 import textwrap
@@ -34,12 +37,16 @@ from nbgrader import utils
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Bool, Float, Integer, Unicode
 
-from .recording import RECORD_MIME, decode, judge
+from grader_tests.judges import verdict
+from grader_tests.judges.records import decode
+from grader_tests.kernel.record import RECORD_MIME
+
+from .sandbox import Limits, exit_report_path
 
 NOTES_KEY = "visualizing_cnns"
 """Cell metadata key of the "Grading notes" cell."""
 
-FIGURELESS_BACKEND = "module://grader_tests.figureless_backend"
+FIGURELESS_BACKEND = "module://grader_tests.kernel.figureless_backend"
 """``MPLBACKEND`` of grading kernels unless figures are wanted."""
 
 HIDDEN_BLOCK = re.compile(r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS", re.DOTALL)
@@ -180,11 +187,23 @@ class GuardedExecute(Execute):
     """
 
     max_output_chars = Integer(20_000, help="stream characters kept per cell").tag(config=True)
+    max_display_bytes = Integer(2_000_000, help="bytes of display data (images, HTML ...) kept per cell").tag(
+        config=True
+    )
+    memory_mb = Integer(Limits.memory_mb, help="memory of a sandboxed kernel, its scratch files included (MB)").tag(
+        config=True
+    )
+    processes = Integer(Limits.processes, help="processes and threads of a sandboxed kernel").tag(config=True)
     notebook_timeout = Float(600.0, help="seconds for a whole notebook before the remaining cells are skipped").tag(
         config=True
     )
     figures = Bool(False, help="render matplotlib figures into the graded notebooks (slower)").tag(config=True)
     every_cell = Bool(False, help="also run the cells after the last autograded test (slower)").tag(config=True)
+
+    def create_kernel_manager(self) -> Any:
+        km = super().create_kernel_manager()
+        km.limits = Limits(memory_mb=self.memory_mb, processes=self.processes)  # read by ForkingKernelManager
+        return km
 
     def start_new_kernel(self, **kwargs: Any) -> None:
         if not self.figures:
@@ -194,6 +213,7 @@ class GuardedExecute(Execute):
     def preprocess(self, nb: NotebookNode, resources: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         self._stopped: str | None = None
         self._chars: dict[int, int] = {}
+        self._display_bytes: dict[int, int] = {}
         self._started = time.monotonic()
         self._timeouts_in_a_row = 0
         self._messages: list[str] = []
@@ -218,8 +238,9 @@ class GuardedExecute(Execute):
         try:
             cell, resources = super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
-            cell.outputs.append(_error("DeadKernelError", "the kernel died while running this cell"))
-            self._stop(f"the kernel died while running cell {index + 1} (os._exit, a crash or out of memory)")
+            why = self._why_dead()
+            cell.outputs.append(_error("DeadKernelError", f"the kernel died while running this cell: {why}"))
+            self._stop(f"the kernel died while running cell {index + 1}: {why}")
             return cell, resources
         timed_out = any(out.get("ename") == "CellTimeoutError" for out in cell.outputs if out.output_type == "error")
         if timed_out:
@@ -233,6 +254,18 @@ class GuardedExecute(Execute):
         return cell, resources
 
     def output(self, outs: list, msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
+        if msg["msg_type"] in ("display_data", "execute_result", "update_display_data"):
+            data = msg["content"].get("data", {})
+            size = sum(len(value) if isinstance(value, str) else len(json.dumps(value)) for value in data.values())
+            if RECORD_MIME not in data:  # records are judged and removed; JudgeHiddenChecks bounds them
+                before = self._display_bytes.get(cell_index, 0)
+                self._display_bytes[cell_index] = before + size
+                if self._display_bytes[cell_index] > self.max_display_bytes:
+                    if before <= self.max_display_bytes:
+                        outs.append(nbformat.v4.new_output(
+                            "stream", name="stdout",
+                            text=f"\n... display output over {self.max_display_bytes // 1_000_000} MB dropped ...\n"))
+                    return None
         if msg["msg_type"] == "stream":
             before = self._chars.get(cell_index, 0)
             self._chars[cell_index] = before + len(msg["content"].get("text", ""))
@@ -241,6 +274,23 @@ class GuardedExecute(Execute):
                     outs.append(nbformat.v4.new_output("stream", name="stdout", text="\n... output truncated ...\n"))
                 return None
         return super().output(outs, msg, display_id, cell_index)
+
+    def _why_dead(self) -> str:
+        """What the sandbox's keeper reported about the kernel's end (it writes the report as the kernel ends)."""
+        report = None
+        if self.km is not None and self.km.connection_file:
+            path = Path(exit_report_path(os.path.dirname(self.km.connection_file)))
+            for _ in range(20):
+                if path.exists():
+                    with contextlib.suppress(ValueError, OSError):
+                        report = json.loads(path.read_text())
+                        break
+                time.sleep(0.05)
+        if report and report.get("oom_kills"):
+            return f"it ran out of memory (a grading kernel may use {report['memory_mb']} MB)"
+        if report:
+            return f"it exited with code {report['exit']} (os._exit, sys.exit in a thread, or a crash)"
+        return "os._exit, a crash or out of memory"
 
     def _note(self, message: str) -> None:
         self._messages.append(message)
@@ -266,72 +316,91 @@ def _error(ename: str, evalue: str) -> NotebookNode:
 # --- judging ------------------------------------------------------------------------------------------------
 
 
+KERNEL_PACKAGE = "grader_tests.kernel."
+
+FLAGGED = "flagged for the instructor"
+"""Grading notes that start with this describe records the grader refused: the summary lists them apart."""
+
+
 def expected_checks(source: str) -> list[str]:
-    """Names of the hidden checks a test cell's hidden block imports (``grader_tests.<module>.<check>``)."""
+    """Names of the hidden checks a test cell's hidden block imports: ``<topic>.<check>`` for
+    ``from grader_tests.kernel.<topic> import <check>``."""
     names = []
     for block in HIDDEN_BLOCK.findall(source):
         for node in ast.walk(ast.parse(textwrap.dedent(block))):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("grader_tests."):
-                names += [f"{node.module}.{alias.name}" for alias in node.names]
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(KERNEL_PACKAGE):
+                names += [f"{node.module.removeprefix(KERNEL_PACKAGE)}.{alias.name}" for alias in node.names]
     return names
 
 
-def uses_grader_package(nb: NotebookNode) -> bool:
-    """Whether a cell the student could write mentions the instructor's package."""
-    return any(
-        "grader_tests" in cell.source
-        for cell in nb.cells
-        if cell.cell_type == "code" and not utils.is_locked(cell) and not utils.is_grade(cell)
-    )
-
-
 class JudgeHiddenChecks(NbGraderPreprocessor):
-    """Score graded test cells by the trusted judge of their recorded observations, not by the kernel's word."""
+    """Score graded test cells by the trusted judge of their recorded observations, never by the kernel's word.
+
+    A graded test cell keeps its points only if it ran without an error and each hidden check its (trusted,
+    restored) source names left exactly one record in the cell's own outputs, which the judge passes. A record
+    that is malformed, duplicated, names a check the cell does not run, or appears in any other cell scores the
+    cell 0 (where there is one) and is flagged to the instructor in the grading notes. Every ``execute_result``
+    becomes a plain display: nbgrader reads an ``execute_result`` of a graded cell as its score.
+    """
 
     def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict[str, Any]]:
-        cheat = uses_grader_package(nb)
-        if cheat:
-            add_note(nb, "the submission uses `grader_tests`, the grader's own package: its graded tests score 0")
-        for cell in nb.cells:
+        for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
                 continue
             records = [out for out in cell.outputs if RECORD_MIME in out.get("data", {})]
-            kept = [_without_traceback(out) for out in cell.outputs if out not in records]
+            kept = [_displayed(_without_traceback(out)) for out in cell.outputs if out not in records]
             if is_autograded_test(cell):
-                kept = _verdict(cell, kept, records, cheat)
+                kept, flag = _verdict(cell, kept, records)
+            else:
+                flag = f"{len(records)} hidden-check record(s) in cell {index + 1}, which is no graded test" if records else None
+            if flag:
+                add_note(nb, f"{FLAGGED}: {flag}; the records were ignored")
             cell.outputs = kept
         return nb, resources
 
 
-def _verdict(cell: NotebookNode, outputs: list, records: list, cheat: bool) -> list:
-    """The cell's outputs after judging: at most one error output, the reason it scored 0."""
+def _verdict(cell: NotebookNode, outputs: list, records: list) -> tuple[list, str | None]:
+    """The cell's outputs after judging (at most one error output: the reason it scored 0), and a flag."""
     errors = [out for out in outputs if out.output_type == "error"]
     others = [out for out in outputs if out.output_type != "error"]
+    expected = expected_checks(cell.source)
+    recorded: dict[str, list] = {}
+    flag = None
+    for out in records:
+        try:
+            name, observations = decode(out["data"][RECORD_MIME])
+        except Exception as error:  # noqa: BLE001 - whatever the kernel sent, it is not a record
+            flag = f"a malformed hidden-check record in `{grade_id(cell)}` ({type(error).__name__})"
+            continue
+        recorded.setdefault(name, []).append(observations)
+    for name, copies in recorded.items():
+        if name not in expected:
+            flag = flag or f"a record of `{name}` in `{grade_id(cell)}`, which does not run that check"
+        elif len(copies) > 1:
+            flag = flag or f"{len(copies)} records of `{name}` in `{grade_id(cell)}`, which runs it once"
     reason = None
-    if cheat:
-        reason = "the submission imports the grader's package (grader_tests)"
-    elif cell.get("execution_count") is None and not outputs:
+    if flag:
+        reason = "this cell's hidden-test records were tampered with (see the grading notes)"
+    elif cell.get("execution_count") is None and not outputs and not records:
         reason = "this cell was not run (see the grading notes at the top)"
     elif errors:
-        return [*others, errors[0]]
+        return [*others, errors[0]], None
     else:
-        recorded = {}
-        for out in records:
-            try:
-                name, observations = decode(out["data"][RECORD_MIME])
-            except Exception:
-                continue
-            recorded.setdefault(name, observations)
-        for name in expected_checks(cell.source):
-            if name not in recorded:
-                reason = "a hidden test did not run (the cell stopped before it)"
-            else:
-                reason = judge(name, recorded[name])
+        for name in expected:
+            reason = verdict(name, recorded[name][0]) if name in recorded else (
+                "a hidden test did not run (the cell stopped before it)")
             if reason:
                 break
     if reason is None:
-        return others
-    return [*others, _error("HiddenTestFailed", reason)]
+        return others, None
+    return [*others, _error("HiddenTestFailed", reason)], flag
+
+
+def _displayed(output: NotebookNode) -> NotebookNode:
+    """An ``execute_result`` as a ``display_data`` with the same data: shown, never read as a score."""
+    if output.output_type != "execute_result":
+        return output
+    return nbformat.v4.new_output("display_data", data=output.get("data", {}), metadata=output.get("metadata", {}))
 
 
 def _without_traceback(output: NotebookNode) -> NotebookNode:

@@ -1,13 +1,14 @@
-"""Notebook 01_autograd: reference implementations and hidden checks. Instructor-only: never released.
+"""Notebook 01_autograd: reference implementations and the judges of its hidden checks. Instructor-only: never
+released.
 
 Conventions (the notebook states them too): the loss is the *mean* cross-entropy of logits
 (``F.cross_entropy`` with its default ``reduction="mean"``); returned gradients carry no autograd history; a
 function that is not meant to touch ``.grad`` leaves every ``.grad`` as it found it.
 
-Each ``check_*`` is a :class:`~grader_tests.recording.HiddenCheck`: its probe runs the student's function on
-inputs the student never saw (seeded by :data:`grader_tests.common.HIDDEN_SEED`) and records what happened; its
-judge rebuilds the inputs, compares with the references and raises ``AssertionError`` with a message that names
-the problem, not the answer.
+The probes of :mod:`grader_tests.kernel.autograd` run the student's functions on inputs the student never saw
+(seeded by :data:`~grader_tests.kernel.inputs.HIDDEN_SEED`) and record what happened; each judge here rebuilds
+the inputs, compares with the references and raises ``AssertionError`` with a message that names the problem,
+not the answer.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import HIDDEN_SEED, assert_tensor_close, hidden_images, hidden_model, modes
-from .recording import Foreign, Observations, Recorded, call, hidden_check, restore, returned, snapshot
+from grader_tests.kernel.autograd import autograd_problems, gradient_cases, linear_problems, sgd_problem
+from grader_tests.kernel.record import Observations
+
+from . import judge
+from .common import assert_tensor_close
+from .records import Foreign, Recorded, restore, returned
 
 # --- references ---------------------------------------------------------------------------------------------
 
@@ -74,75 +79,7 @@ def sgd_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, lr: f
     return loss.item()
 
 
-# --- hidden inputs ------------------------------------------------------------------------------------------
-
-
-def _generator(offset: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(HIDDEN_SEED + offset)
-
-
-def _scalar_functions() -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor], torch.Tensor]]:
-    """``(description, f, x)``: scalar functions and points the student never saw."""
-    g = _generator(1)
-    matrix = torch.randn(4, 3, generator=g, dtype=torch.float64)
-    weights = torch.randn(1, 3, 6, 6, generator=g)
-    f64 = torch.float64
-    return [
-        ("a polynomial of a 0-dim tensor", lambda t: t**3 - 2 * t + 1, torch.tensor(1.7, dtype=f64)),
-        ("x * sin(x) summed over a vector", lambda t: (t * torch.sin(t)).sum(), torch.randn(7, generator=g, dtype=f64)),
-        ("a log-sum-exp of a matrix product", lambda t: torch.logsumexp(t @ matrix, dim=1).sum(),
-         torch.randn(5, 4, generator=g, dtype=f64)),
-        ("a float32 image-shaped input", lambda t: (weights * t).sum() + (t**2).mean(),
-         torch.randn(1, 3, 6, 6, generator=g)),
-    ]
-
-
-def _linear_problem(
-    in_features: int, classes: int, batch: int, dtype: torch.dtype, offset: int
-) -> tuple[nn.Linear, torch.Tensor, torch.Tensor]:
-    with torch.random.fork_rng():
-        torch.manual_seed(HIDDEN_SEED + offset)
-        layer = nn.Linear(in_features, classes).to(dtype)
-        x = torch.randn(batch, in_features, dtype=dtype)
-        labels = torch.randint(classes, (batch,))
-    return layer, x, labels
-
-
-def _linear_problems() -> list[tuple[str, nn.Linear, torch.Tensor, torch.Tensor]]:
-    return [
-        ("a float64 layer 7 -> 4 on a batch of 9", *_linear_problem(7, 4, 9, torch.float64, 2)),
-        ("a float32 layer 3 -> 5 on a batch of 1", *_linear_problem(3, 5, 1, torch.float32, 3)),
-        ("a float64 layer 16 -> 6 on a batch of 32", *_linear_problem(16, 6, 32, torch.float64, 4)),
-    ]
-
-
-def _gradient_cases() -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor], torch.Tensor]]:
-    """The scalar functions, and a class score of an unseen CNN with respect to an unseen image."""
-    model = hidden_model(width=1 / 32)
-    image = hidden_images(1, size=32)[0]
-    cnn_case = ("a class score of a CNN with respect to its input image", lambda t: model(t[None])[0, 3], image)
-    return [*_scalar_functions(), cnn_case]
-
-
-def _autograd_problems() -> list[tuple[str, nn.Linear, torch.Tensor, torch.Tensor]]:
-    """The linear problems; the last layer holds a stale gradient from an earlier step (accumulating into it is
-    the bug to catch)."""
-    problems = _linear_problems()
-    _, layer, _, _ = problems[2]
-    layer.weight.grad = torch.full_like(layer.weight, 0.5)
-    layer.bias.grad = torch.full_like(layer.bias, -0.5)
-    return problems
-
-
-def _sgd_problem() -> tuple[nn.Module, torch.Tensor, torch.Tensor, float]:
-    """An unseen CNN in eval mode whose parameters hold stale gradients, a batch and a learning rate."""
-    model = hidden_model(width=1 / 32, dtype=torch.float64)
-    images = hidden_images(3, size=32, dtype=torch.float64)
-    labels = torch.tensor([4, 0, 2])
-    g = _generator(5)
-    for parameter in model.parameters():  # left over from an earlier step
-        parameter.grad = torch.randn(parameter.shape, generator=g, dtype=parameter.dtype)
-    return model, images, labels, 0.05
+# --- judges -------------------------------------------------------------------------------------------------
 
 
 def _as_pair(result: object, what: str) -> tuple[object, object]:
@@ -154,37 +91,11 @@ def _as_pair(result: object, what: str) -> tuple[object, object]:
     return result[0], result[1]
 
 
-def _grad(parameter: torch.Tensor) -> torch.Tensor | None:
-    """Probe side: a parameter's ``.grad`` as it is now (``None`` or a copy)."""
-    return None if parameter.grad is None else parameter.grad.detach().clone()
-
-
-def _loss_as_float(value: object) -> tuple[str, float | None]:
-    """Probe side: the student's loss as plain data, its type's name and ``float(value)`` (``None`` where that
-    fails), so a numpy scalar or a 0-dim tensor reaches the judge as a number."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError, RuntimeError):
-        number = None
-    return type(value).__name__, number
-
-
-# --- checks -------------------------------------------------------------------------------------------------
-
-
-def _probe_gradient_at(student: Callable) -> Observations:
-    cases = []
-    for _, f, x in _gradient_cases():
-        outcome = call(student, f, x)
-        cases.append({"call": outcome, "x": snapshot(x), "x_has_grad": x.grad is not None})
-    return {"cases": cases}
-
-
-@hidden_check(_probe_gradient_at)
+@judge
 def check_gradient_at(observations: Observations) -> None:
     """Gradients of unseen scalar functions (a polynomial, a vector, a matrix, a float32 tensor, and a CNN
     class score with respect to an image), and no side effect on the caller's ``x``."""
-    for (description, f, x), seen in zip(_gradient_cases(), observations["cases"], strict=True):
+    for (description, f, x), seen in zip(gradient_cases(), observations["cases"], strict=True):
         what = f"gradient_at on {description}"
         result = returned(seen["call"], what)
         x_after = restore(seen["x"])
@@ -197,24 +108,11 @@ def check_gradient_at(observations: Observations) -> None:
         assert_tensor_close(result, gradient_at(f, x), what, rtol=1e-5, atol=1e-6)
 
 
-def _probe_linear_grads_autograd(student: Callable) -> Observations:
-    cases = []
-    for _, layer, x, labels in _autograd_problems():
-        outcome = call(student, layer, x, labels)
-        parameters = (layer.weight, layer.bias)
-        cases.append({
-            "call": outcome,
-            "grads": [_grad(p) for p in parameters],
-            "parameters": [p.detach().clone() for p in parameters],
-        })
-    return {"cases": cases}
-
-
-@hidden_check(_probe_linear_grads_autograd)
+@judge
 def check_linear_grads_autograd(observations: Observations) -> None:
     """Unseen layers, batches and dtypes; the layer's ``.grad`` (``None``, or a stale gradient left by an
     earlier backward) must be left exactly as it was."""
-    for (description, layer, x, labels), seen in zip(_autograd_problems(), observations["cases"], strict=True):
+    for (description, layer, x, labels), seen in zip(autograd_problems(), observations["cases"], strict=True):
         what = f"linear_grads_autograd on {description}"
         grad_weight, grad_bias = _as_pair(returned(seen["call"], what), what)
         after = zip((layer.weight, layer.bias), seen["grads"], seen["parameters"], strict=True)
@@ -233,15 +131,10 @@ def check_linear_grads_autograd(observations: Observations) -> None:
         assert_tensor_close(grad_bias, expected_bias, f"{what}: the bias gradient", rtol=1e-5, atol=1e-6)
 
 
-def _probe_linear_grads_closed_form(student: Callable) -> Observations:
-    with torch.no_grad():  # the task forbids autograd
-        return {"results": [call(student, layer, x, labels) for _, layer, x, labels in _linear_problems()]}
-
-
-@hidden_check(_probe_linear_grads_closed_form)
+@judge
 def check_linear_grads_closed_form(observations: Observations) -> None:
     """Unseen layers, batches and dtypes, run inside ``torch.no_grad()`` (the task forbids autograd)."""
-    for (description, layer, x, labels), outcome in zip(_linear_problems(), observations["results"], strict=True):
+    for (description, layer, x, labels), outcome in zip(linear_problems(), observations["results"], strict=True):
         what = f"linear_grads_closed_form on {description}"
         try:
             result = returned(outcome, what)
@@ -256,21 +149,11 @@ def check_linear_grads_closed_form(observations: Observations) -> None:
         assert_tensor_close(grad_bias, expected_bias, f"{what}: the bias gradient", rtol=1e-5, atol=1e-6)
 
 
-def _probe_sgd_step(student: Callable) -> Observations:
-    model, images, labels, lr = _sgd_problem()
-    outcome = call(lambda *args: _loss_as_float(student(*args)), model, images, labels, lr)
-    return {
-        "call": outcome,
-        "modes": modes(model),
-        "parameters": {name: parameter.detach().clone() for name, parameter in model.named_parameters()},
-    }
-
-
-@hidden_check(_probe_sgd_step)
+@judge
 def check_sgd_step(observations: Observations) -> None:
     """One step on an unseen CNN in eval mode whose parameters hold stale gradients; the updated parameters,
     the returned loss and the untouched train/eval flags are compared with the reference."""
-    model, images, labels, lr = _sgd_problem()
+    model, images, labels, lr = sgd_problem()
     stale = {name: parameter.grad.clone() for name, parameter in model.named_parameters()}
     expected_loss = sgd_step(model, images, labels, lr)
     expected = {name: parameter.detach() for name, parameter in model.named_parameters()}

@@ -1,0 +1,1 @@
+"""The grading engine: intake, nbgrader plugins, sandboxed kernels forked from a warm server, merge, reports."""

@@ -1,0 +1,361 @@
+"""The sandbox of a grading kernel (Linux, as root): what the student's code can see, reach and use.
+
+The fork server (:mod:`grader_tests.engine.forkserver`) forks one process per kernel, and that process builds
+the sandbox around the kernel before any student code runs; nothing is exec'd, so the warm imports survive:
+
+* **its own namespaces**: PID (it sees its own processes only; when its first process dies, every process it
+  started dies too), network (no interface but a loopback that is down: no network at all), IPC, UTS and mount;
+* **its own file system**: a fresh root that holds, read-only, the system (``/usr``, the few files of ``/etc``
+  that programs read), Python and its packages, and the course's runtime: ``helpers`` and
+  ``grader_tests/kernel`` (the probes), nothing else of the course. It cannot see ``solutions/``, the judges,
+  the grading folder, the gradebooks or any other submission. It can write only to size-capped scratch space in
+  memory: a copy of this submission's folder (its working directory, under ``/home/student``), ``/tmp`` and
+  ``/dev/shm``, and its own socket folder, through which it talks to the grader (Unix sockets);
+* **an unprivileged user**: a uid of its own (no capabilities, ``no_new_privs``), so it cannot undo any of this;
+* **limits** (a cgroup, v1 or v2): memory, including its scratch files, and the number of processes and threads.
+  Wall time is the grader's: a cell past its timeout is interrupted, and the kernel is killed at the end.
+
+Where the sandbox cannot be built (not Linux, not root, no namespaces), :func:`unavailable` says why; grading then
+runs unsandboxed and says so loudly (README, "Honest").
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
+MNT_DETACH = 0x2
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+
+UID_BASE = 2_000_000
+"""Sandboxed kernels run as ``UID_BASE + pid`` of their sandbox: a uid of their own, owned by nobody else."""
+
+HOME = "/home/student"
+MAX_FILE_BYTES = 64 << 20
+ROOT = Path(__file__).resolve().parents[2]
+SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+ETC = ("passwd", "group", "nsswitch.conf", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts",
+       "mime.types", "os-release")
+DEVICES = ("null", "zero", "full", "random", "urandom")
+ENVIRONMENT = ("NBGRADER_EXECUTION", "MPLBACKEND", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+               "PYDEVD_DISABLE_FILE_VALIDATION", "PYTHONHASHSEED", "LANG", "LC_ALL", "TZ")
+"""The variables of the grader's environment a kernel keeps; everything else is dropped."""
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one sandboxed kernel may use."""
+
+    memory_mb: int = 3072  # resident memory, scratch files included (the 06_gradcam kernel needs about 1.5 GB)
+    processes: int = 256  # processes and threads
+    scratch_mb: int = 512  # each of /home/student, /tmp and /dev/shm (counted in memory_mb as they fill)
+
+
+# --- system calls ----------------------------------------------------------------------------------------------
+
+
+def _ok(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    _ok(_libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, ctypes.c_ulong(flags),
+                    data.encode() if data else None), f"mount {source} on {target}")
+
+
+def _prctl(option: int, value: int) -> None:
+    _ok(_libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0), f"prctl({option})")
+
+
+def die_with_parent() -> None:
+    """SIGKILL this process when the thread that forked it ends; exit now if that has already happened."""
+    parent = os.getppid()
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+# --- limits: cgroups v2 or v1 ----------------------------------------------------------------------------------
+
+
+class Cgroup:
+    """One kernel's cgroup (memory and pids controllers), v2 where the host has it, else v1."""
+
+    def __init__(self, paths: dict[str, Path], v2: bool) -> None:
+        self.paths, self.v2 = paths, v2
+
+    @classmethod
+    def create(cls, name: str, limits: Limits) -> Cgroup | None:
+        """A new cgroup ``visualizing-cnns/<name>`` under this process's own, or None where none can be made."""
+        try:
+            if _is_cgroup2("/sys/fs/cgroup"):
+                base = _own_cgroup("/sys/fs/cgroup", "")
+                path = base / "visualizing-cnns"
+                path.mkdir(exist_ok=True)
+                (path / "cgroup.subtree_control").write_text("+memory +pids")
+                group = cls({"unified": path / name}, True)
+                group.paths["unified"].mkdir()
+                group._write("unified", "memory.max", str(limits.memory_mb << 20))
+                group._write("unified", "memory.swap.max", "0")
+                group._write("unified", "pids.max", str(limits.processes))
+                return group
+            paths = {c: _own_cgroup(f"/sys/fs/cgroup/{c}", c) / "visualizing-cnns" / name for c in ("memory", "pids")}
+            for path in paths.values():
+                path.mkdir(parents=True)
+            group = cls(paths, False)
+            group._write("memory", "memory.limit_in_bytes", str(limits.memory_mb << 20))
+            with_swap = paths["memory"] / "memory.memsw.limit_in_bytes"
+            if with_swap.exists():
+                with_swap.write_text(str(limits.memory_mb << 20))
+            group._write("pids", "pids.max", str(limits.processes))
+            return group
+        except OSError:
+            return None
+
+    def _write(self, controller: str, name: str, value: str) -> None:
+        (self.paths[controller] / name).write_text(value)
+
+    def add(self, pid: int) -> None:
+        for path in self.paths.values():
+            (path / "cgroup.procs").write_text(str(pid))
+
+    def oom_kills(self) -> int:
+        """How many of its processes the kernel's OOM killer ended."""
+        events = "memory.events" if self.v2 else "memory.oom_control"
+        try:
+            text = (self.paths["unified" if self.v2 else "memory"] / events).read_text()
+        except OSError:
+            return 0
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0
+
+    def remove(self) -> bool:
+        """Remove the cgroup once its processes are gone; whether it is gone."""
+        for path in self.paths.values():
+            try:
+                path.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return False
+        return True
+
+
+def _is_cgroup2(path: str) -> bool:
+    try:
+        return os.statvfs(path) is not None and Path(path, "cgroup.controllers").exists()
+    except OSError:
+        return False
+
+
+def _own_cgroup(mount: str, controller: str) -> Path:
+    """The cgroup folder of this process in the hierarchy mounted at ``mount``."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if (controller == "" and controllers == "") or controller in controllers.split(","):
+            return Path(mount) / path.lstrip("/")
+    raise OSError(f"no {controller or 'unified'} cgroup")
+
+
+# --- is a sandbox possible here? -----------------------------------------------------------------------------------
+
+
+def unavailable() -> str | None:
+    """Why kernels cannot be sandboxed on this machine, or None if they can (tried in a throwaway child)."""
+    if not sys.platform.startswith("linux"):
+        return f"kernels are sandboxed on Linux only, not on {sys.platform}"
+    if os.geteuid() != 0:
+        return "kernels are sandboxed only when grading runs as root (the sandbox needs to mount and change user)"
+    if platform.machine() not in SYS_PIVOT_ROOT:
+        return f"no pivot_root system call known for {platform.machine()}"
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _ok(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+            _mount("none", "/", None, MS_REC | MS_PRIVATE)
+            os._exit(0)
+        except BaseException:  # noqa: BLE001 - any failure means no sandbox
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        return "this system does not allow new mount, PID and network namespaces (a container without them?)"
+    return None
+
+
+# --- the sandbox ---------------------------------------------------------------------------------------------------
+
+
+def enter(folder: str, workdir: str, env: dict[str, str], limits: Limits, cgroup: Cgroup | None) -> None:
+    """In a freshly forked, single-threaded child of the fork server: become the kernel's sandbox.
+
+    This process (the *keeper*) stays outside the new PID namespace, with the host's file system: it waits for
+    the sandbox's first process and then reports how it ended in :func:`exit_report_path` (outside the folder
+    the kernel can write to). Only the kernel returns
+    from this call, inside the sandbox, as an unprivileged user, in a copy of ``workdir``, with ``env`` filtered.
+    ``folder`` holds the kernel's connection file and sockets (the same path inside and out).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts reach the kernel through the process group
+    die_with_parent()
+    if cgroup is not None:
+        cgroup.add(os.getpid())
+    log = os.open(log_path(folder), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.dup2(log, 1)  # what the kernel itself prints (not its cells' output): for the instructor, outside its view
+    os.dup2(log, 2)
+    os.close(log)
+    uid = UID_BASE + os.getpid()
+    for path in (folder, *(str(p) for p in Path(folder).iterdir())):
+        os.chown(path, uid, uid)
+    _ok(_libc.unshare(CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    init = os.fork()
+    if init == 0:
+        _init(folder, workdir, uid, limits)  # returns in the kernel only
+        _become_user(uid, env, workdir)
+        return
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    _, status = os.waitpid(init, 0)
+    report = {"exit": os.waitstatus_to_exitcode(status), "oom_kills": cgroup.oom_kills() if cgroup else 0,
+              "memory_mb": limits.memory_mb}
+    Path(exit_report_path(folder)).write_text(json.dumps(report))
+    os._exit(0)
+
+
+def _init(folder: str, workdir: str, uid: int, limits: Limits) -> None:
+    """PID 1 of the sandbox: build the file system, start the kernel (the only return), reap until it ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent()
+    _ok(_libc.unshare(CLONE_NEWNS), "unshare mount namespace")
+    _mount("none", "/", None, MS_REC | MS_PRIVATE)
+    new_root = f"{folder}.root"
+    os.makedirs(new_root, exist_ok=True)
+    _build_root(new_root, folder, workdir, uid, limits)
+    kernel = os.fork()
+    if kernel == 0:
+        die_with_parent()
+        return
+    os.closerange(3, 1 << 16)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    while True:  # the kernel's orphans come here too; the sandbox ends with the kernel
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(1)
+        if pid == kernel:
+            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+def _build_root(new_root: str, folder: str, workdir: str, uid: int, limits: Limits) -> None:
+    """Mount the sandbox's file system at ``new_root`` and make it the root of this mount namespace."""
+    _mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
+    read_only = [p for p in SYSTEM if os.path.exists(p)] + [f"/etc/{name}" for name in ETC if os.path.exists(f"/etc/{name}")]
+    read_only += _python_paths() + _runtime_paths()
+    for path in read_only:
+        _bind(new_root, path, read_only=True)
+    scratch = f"size={limits.scratch_mb}m,mode=0755,uid={uid},gid={uid}"
+    for path in (HOME, "/tmp", "/dev/shm"):
+        os.makedirs(new_root + path, mode=0o755, exist_ok=True)
+        _mount("tmpfs", new_root + path, "tmpfs", MS_NOSUID | MS_NODEV, scratch)
+    os.chmod(new_root + "/tmp", 0o1777)
+    for device in DEVICES:
+        _bind(new_root, f"/dev/{device}", read_only=False)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{new_root}/dev/{name}")
+    _bind(new_root, folder, read_only=False)
+    work = new_root + sandbox_workdir(workdir)
+    shutil.copytree(workdir, work, symlinks=True, dirs_exist_ok=True)
+    for path in [work, *(os.path.join(d, n) for d, ds, fs in os.walk(work) for n in ds + fs)]:
+        os.lchown(path, uid, uid)
+    os.makedirs(new_root + "/proc", exist_ok=True)
+    os.chdir(new_root)
+    os.makedirs(".old", exist_ok=True)
+    _ok(_libc.syscall(SYS_PIVOT_ROOT[platform.machine()], b".", b".old"), "pivot_root")
+    os.chdir("/")
+    _ok(_libc.umount2(b"/.old", MNT_DETACH), "umount the old root")
+    os.rmdir("/.old")
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _mount("none", "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def exit_report_path(folder: str) -> str:
+    """How the sandbox of the kernel whose files are in ``folder`` ended (written by root, beside ``folder``)."""
+    return f"{folder}.exit.json"
+
+
+def log_path(folder: str) -> str:
+    """The kernel process's own output (ipykernel's messages, a crash's traceback), beside ``folder``."""
+    return f"{folder}.log"
+
+
+def sandbox_workdir(workdir: str) -> str:
+    """Where the copy of the submission's folder lies inside the sandbox."""
+    return f"{HOME}/{Path(workdir).name}"
+
+
+def _python_paths() -> list[str]:
+    """Python, its standard library and packages; never the course's root (the editable install maps into it)."""
+    paths = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    paths |= {os.path.realpath(p) for p in sys.path if p and os.path.isdir(p)}
+    root = str(ROOT)
+    kept = sorted(p for p in paths if p != root and not root.startswith(p + os.sep) and
+                  (not p.startswith(root + os.sep) or p.startswith(os.path.realpath(sys.prefix))))
+    return [p for p in kept if not any(p.startswith(q + os.sep) for q in kept)]
+
+
+def _runtime_paths() -> list[str]:
+    """The course's runtime a kernel may see: ``helpers`` and the probes, not the rest of ``grader_tests``."""
+    import helpers
+
+    package = Path(__file__).resolve().parents[1]
+    return [str(Path(helpers.__file__).resolve().parent), str(package / "__init__.py"), str(package / "kernel")]
+
+
+def _bind(new_root: str, path: str, read_only: bool) -> None:
+    """``path`` of the host at the same path in the sandbox (a symlink stays a symlink)."""
+    target = new_root + path
+    os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+    if os.path.islink(path):
+        os.symlink(os.readlink(path), target)
+        return
+    if os.path.isdir(path):
+        os.makedirs(target, exist_ok=True)
+    else:
+        Path(target).touch()
+    _mount(path, target, None, MS_BIND | MS_REC)
+    flags = MS_REMOUNT | MS_BIND | MS_NOSUID | (MS_RDONLY | MS_NODEV if read_only else 0)
+    _mount("none", target, None, flags)
+
+
+def _become_user(uid: int, env: dict[str, str], workdir: str) -> None:
+    """The kernel, inside the sandbox: drop to its own uid for good, in its folder, with a clean environment."""
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))  # its log, above all
+    os.chdir(sandbox_workdir(workdir))
+    kept = {key: value for key, value in env.items() if key in ENVIRONMENT}
+    os.environ.clear()
+    os.environ.update(kept, PATH=f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", HOME=HOME,
+                      USER="student", LOGNAME="student", TMPDIR="/tmp", MPLCONFIGDIR="/tmp/matplotlib")

@@ -1,0 +1,61 @@
+"""The judges of the hidden checks and the reference implementations they compare with. Grading process only.
+
+Each ``grader_tests/judges/<topic>.py`` holds the references of one notebook and one judge per probe of
+``grader_tests/kernel/<topic>.py``, with the same name: ``@judge`` over ``def check_x(observations)``. A judge
+rebuilds the hidden inputs, computes the reference and raises ``AssertionError`` with a message for the student
+when the observations do not match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import re
+from collections.abc import Callable
+
+from grader_tests.kernel.record import Observations
+
+from .records import decode
+
+Judge = Callable[[Observations], None]
+
+_JUDGES: dict[str, Judge] = {}
+_NAME = re.compile(r"(?P<topic>[a-z0-9_]+)\.check_[a-z0-9_]+")
+
+
+def judge(function: Judge) -> Judge:
+    """Register ``check_x`` of ``grader_tests/judges/<topic>.py`` as the judge of records named ``<topic>.check_x``."""
+    _JUDGES[f"{function.__module__.rpartition('.')[2]}.{function.__name__}"] = function
+    return function
+
+
+def find(name: str) -> Judge:
+    """The judge called ``name`` (``<topic>.check_x``); ``LookupError`` for anything else."""
+    match = _NAME.fullmatch(name)
+    if match is None:
+        raise LookupError(f"{name!r} is not a hidden check")
+    with contextlib.suppress(ModuleNotFoundError):
+        importlib.import_module(f"{__name__}.{match['topic']}")
+    if name not in _JUDGES:
+        raise LookupError(f"{name!r} is not a hidden check")
+    return _JUDGES[name]
+
+
+def verdict(name: str, observations: Observations) -> str | None:
+    """Judge observations with the trusted judge ``name``: ``None`` if they pass, else the reason."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            find(name)(observations)
+    except AssertionError as failure:
+        return str(failure) or "the hidden check failed"
+    except Exception as error:  # noqa: BLE001 - malformed observations are a failed check, not a crash
+        return f"the recorded results could not be checked ({type(error).__name__}: {error})"
+    return None
+
+
+def judge_now(name: str, payload: str) -> None:
+    """Outside grading: judge a probe's record at once; ``AssertionError`` with the reason if it fails."""
+    recorded_name, observations = decode(payload)
+    assert recorded_name == name
+    find(name)(observations)

@@ -1,0 +1,56 @@
+"""Side effects a probe writes down: hooks left on a model, parameter gradients, train/eval modes, the caller's
+image. Each is a fact the judge checks (:mod:`grader_tests.judges.common`); code written to forge it can."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from .record import Observations, call, snapshot
+
+
+def hook_count(model: nn.Module) -> int:
+    """Hooks registered on ``model``'s modules plus global module hooks (forward, pre-forward, backward)."""
+    from torch.nn.modules import module as module_globals
+
+    per_module = sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) + len(m._backward_pre_hooks)
+        for m in model.modules()
+    )
+    global_hooks = sum(
+        len(getattr(module_globals, name, {}))
+        for name in (
+            "_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks", "_global_backward_pre_hooks"
+        )
+    )
+    return per_module + global_hooks
+
+
+def gradient_sizes(model: nn.Module) -> dict[str, float]:
+    """The largest ``|.grad|`` of each parameter (0.0 where ``.grad`` is None)."""
+    return {name: 0.0 if p.grad is None else float(p.grad.detach().abs().max()) for name, p in model.named_parameters()}
+
+
+def modes(model: nn.Module) -> list[bool]:
+    """Each module's train flag."""
+    return [module.training for module in model.modules()]
+
+
+def input_state(image: torch.Tensor) -> dict[str, Any]:
+    """The caller's image after the student's call (values, requires_grad, .grad)."""
+    return {"image": snapshot(image), "has_grad": image.grad is not None}
+
+
+def call_in_train_mode(student: Callable[..., Any], model: nn.Module, *args: Any) -> Observations:
+    """Call the student's function on ``model`` put in train mode; its outcome, each module's mode before and
+    after, the hooks it left and the parameter gradients it left."""
+    model.train()
+    before, hooks = modes(model), hook_count(model)
+    outcome = call(student, model, *args)
+    return {
+        "call": outcome, "before": before, "after": modes(model), "hooks_left": hook_count(model) - hooks,
+        "grads": gradient_sizes(model),
+    }
