@@ -37,13 +37,13 @@ c.FileNameCollectorPlugin.named_regexp = (  # matched from the start of the extr
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402
-    AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearOutput, DeduplicateIds, GetGrades, IgnorePattern,
+    AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, GetGrades, IgnorePattern,
     LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades,
 )
 
 from grader_tests.engine.forkserver import ForkingKernelManager  # noqa: E402
 from grader_tests.engine.nbgrader_plugins import (  # noqa: E402
-    FeedbackExporter, GuardedExecute, JudgeHiddenChecks, RepairStructure,
+    ClearHiddenTestsOfTests, FeedbackExporter, GuardedExecute, JudgeHiddenChecks, RepairStructure,
 )
 
 # Sanitising: rebuild broken notebooks on the released ones first, then nbgrader's own checks.
@@ -65,5 +65,5 @@ c.Execute.timeout = 60  # seconds per cell; a cell past it is interrupted
 c.Execute.kernel_manager_class = ForkingKernelManager
 c.Execute.shutdown_kernel = "immediate"
 # Feedback never shows the hidden tests (nbgrader's default feedback would, jupyter/nbgrader#917).
-c.GenerateFeedback.preprocessors = [ClearHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.preprocessors = [ClearHiddenTestsOfTests, GetGrades, CSSHTMLHeaderPreprocessor]
 c.GenerateFeedback.exporter_class = FeedbackExporter

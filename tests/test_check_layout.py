@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-import grader_tests.judges as judges
+from grader_tests import judges
 from grader_tests.kernel.record import Probe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +97,7 @@ def test_hidden_blocks_import_only_probes_of_their_topic(path):
         imported = []
         for node in ast.walk(ast.parse(block)):
             if isinstance(node, ast.Import):
-                raise AssertionError(f"a hidden block of {path.name} imports {[a.name for a in node.names]}")
+                pytest.fail(f"a hidden block of {path.name} imports {[a.name for a in node.names]}")
             if isinstance(node, ast.ImportFrom):
                 topic = (node.module or "").removeprefix("grader_tests.kernel.")
                 assert node.level == 0 and node.module == f"grader_tests.kernel.{topic}" and topic in TOPICS, (

@@ -13,8 +13,9 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from grader_tests.forkserver import ForkingKernelManager, ForkServer, forkable
-from grader_tests.nbgrader_plugins import FIGURELESS_BACKEND
+from grader_tests.engine.forkserver import ForkingKernelManager, ForkServer, forkable
+from grader_tests.engine.nbgrader_plugins import FIGURELESS_BACKEND
+from grader_tests.engine.sandbox import unavailable
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernels are forked on Linux only")
 
@@ -41,36 +42,49 @@ def test_only_the_python_kernel_of_this_interpreter_is_forked(tmp_path):
     assert not forkable([str(other), "-m", "ipykernel_launcher", "-f", "c.json"])
 
 
-def test_a_forked_kernel_is_a_fresh_kernel_in_its_own_folder_group_and_environment(tmp_path):
+@pytest.fixture(scope="module", params=["sandboxed", "unsandboxed"])
+def server(request):
+    """This process's fork server, sandboxing its kernels where this machine allows (as root), or not at all."""
+    if request.param == "sandboxed" and unavailable():
+        pytest.skip(f"no sandbox here: {unavailable()}")
+    saved = ForkServer._instance
+    ForkServer._instance = ForkServer(sandboxed=request.param == "sandboxed")
+    yield ForkServer._instance
+    ForkServer._instance.close()
+    ForkServer._instance = saved
+
+
+def test_a_forked_kernel_is_a_fresh_kernel_in_its_own_folder_group_and_environment(tmp_path, server):
     (tmp_path / "mine.py").write_text("VALUE = 42\n")
-    env = {**os.environ, "COURSE_PROBE": "from the grader"}
+    env = {**os.environ, "NBGRADER_EXECUTION": "autograde", "COURSE_SECRET": "of the grader"}
     nb = run(tmp_path,
-             "import os, sys\n"
-             "print(os.getcwd(), os.environ['COURSE_PROBE'], os.getpgid(0) == os.getpid(), 'torch' in sys.modules)",
-             "import mine\nprint(mine.VALUE, __name__, os.getppid() == int(os.environ['JPY_PARENT_PID']))",
+             "import os, sys\nprint(os.path.basename(os.getcwd()), os.environ.get('NBGRADER_EXECUTION'), "
+             "'COURSE_SECRET' in os.environ, 'torch' in sys.modules)",
+             "import mine\nprint(mine.VALUE, __name__)",
              "import matplotlib.pyplot as plt\nplt.plot([0, 1])\nprint(plt.get_backend())",
              env=env)
-    assert text(nb.cells[0]).split() == [str(tmp_path), "from", "the", "grader", "True", "True"]
-    # the notebook's folder is importable; the kernel watches the server, its parent
-    assert text(nb.cells[1]).split() == ["42", "__main__", "True"]
+    sandboxed = server.sandbox["on"]
+    # its own copy of the notebook's folder (importable), the grader's variables only where they are the kernel's
+    assert text(nb.cells[0]).split() == [tmp_path.name, "autograde", str(not sandboxed), "True"]
+    assert text(nb.cells[1]).split() == ["42", "__main__"]
     assert "inline" in text(nb.cells[2])
     assert any("image/png" in out.get("data", {}) for out in nb.cells[2].outputs)  # the inline figure
 
 
-def test_each_kernel_starts_clean(tmp_path):
+def test_each_kernel_starts_clean(tmp_path, server):
     first = run(tmp_path, "import torch\ntorch.nn.Linear.forward = None\nleft_over = 1")
     second = run(tmp_path, "import torch\nprint(torch.nn.Linear.forward is None, 'left_over' in globals())")
     assert first.cells[0].outputs == []
     assert text(second.cells[0]).split() == ["False", "False"]
 
 
-def test_an_interrupt_stops_the_cell_and_the_kernel_goes_on(tmp_path):
+def test_an_interrupt_stops_the_cell_and_the_kernel_goes_on(tmp_path, server):
     nb = run(tmp_path, "while True:\n    pass", "print('after')", timeout=3)
     assert [out.ename for out in nb.cells[0].outputs if out.output_type == "error"] == ["KeyboardInterrupt"]
     assert text(nb.cells[1]) == "after\n"
 
 
-def test_a_dead_kernel_is_seen_as_dead(tmp_path):
+def test_a_dead_kernel_is_seen_as_dead(tmp_path, server):
     with pytest.raises(DeadKernelError):
         run(tmp_path, "import os\nos._exit(3)", "print('never')")
 
@@ -86,7 +100,7 @@ def test_the_figureless_backend_draws_nothing_and_closes_each_cells_figures(tmp_
     assert not [out for cell in nb.cells for out in cell.outputs if out.output_type != "stream"]
 
 
-def test_the_server_takes_its_kernels_with_it(tmp_path):
+def test_the_server_takes_its_kernels_with_it(tmp_path, server):
     km = ForkingKernelManager()
     asyncio.run(km.start_kernel(cwd=str(tmp_path)))
     pid = km.provisioner.pid
@@ -107,11 +121,13 @@ def test_the_server_takes_its_kernels_with_it(tmp_path):
 def test_the_course_configuration_grades_in_forked_figureless_kernels(tmp_path):
     """nbgrader's Execute rebuilds itself from the configuration on each notebook: the fork server and the
     figureless backend must come from nbgrader_config.py, and they do."""
-    from grader_tests.course import nbgrader_api
-    from grader_tests.nbgrader_plugins import GuardedExecute
+    from grader_tests.engine.course import nbgrader_api
+    from grader_tests.engine.nbgrader_plugins import GuardedExecute
 
     execute = GuardedExecute(config=nbgrader_api().config)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "import os, matplotlib\nprint(os.getppid(), matplotlib.get_backend())")])
+        "import sys, matplotlib\nprint('grader_tests.engine.forkserver' in sys.modules, matplotlib.get_backend())")])
+    before = ForkServer.get().process.pid
     execute.preprocess(nb, {"metadata": {"path": str(tmp_path)}})
-    assert text(nb.cells[0]).split() == [str(ForkServer.get().process.pid), FIGURELESS_BACKEND]
+    assert ForkServer.get().process.pid == before  # forked by this process's server (which imported the engine)
+    assert text(nb.cells[0]).split() == ["False", FIGURELESS_BACKEND]

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from grader_tests import grade as G
-from grader_tests.fabricated_class import build_class, graded_tests
-from grader_tests.nbgrader_plugins import JudgeHiddenChecks, expected_checks, is_autograded_test, notes, repair
-from grader_tests.recording import RECORD_MIME, HiddenCheck, encode
+from grader_tests.engine import grade as G
+from grader_tests.engine.fabricated_class import build_class, graded_tests
+from grader_tests.engine.nbgrader_plugins import JudgeHiddenChecks, expected_checks, is_autograded_test, notes, repair
+from grader_tests.kernel.record import RECORD_MIME, Probe, encode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,7 +99,7 @@ def test_a_rerun_grades_nothing_again_and_a_regrade_gives_the_same_grades(graded
     only = submissions.parent / "regrade"
     (only / "partlywrong").mkdir(parents=True)
     for assignment in ("06_gradcam",):
-        (only / "partlywrong" / assignment).symlink_to(submissions / "partlywrong" / assignment)
+        shutil.copytree(submissions / "partlywrong" / assignment, only / "partlywrong" / assignment)
     regraded = G.grade(only, workers=1, timeout=30, force=True)
     assert regraded.graded_now == 1
     assert G.grade_table(["partlywrong"], G.MAIN_DB)[1][0] == rows["partlywrong"]
@@ -121,7 +122,7 @@ def test_full_grading_renders_every_figure_and_cell_for_the_same_grade(graded, g
     submissions, _, _, rows = graded
     only = submissions.parent / "full"
     (only / "perfect").mkdir(parents=True)
-    (only / "perfect" / "06_gradcam").symlink_to(submissions / "perfect" / "06_gradcam")
+    shutil.copytree(submissions / "perfect" / "06_gradcam", only / "perfect" / "06_gradcam")
     G.grade(only, workers=1, timeout=30, force=True, full=True)
     feedback = (grading / "feedback" / "perfect" / "06_gradcam" / "gradcam.html").read_text()
     assert "data:image/png" in feedback and "Grading stopped here" not in feedback
@@ -133,8 +134,8 @@ def _hidden_check_names() -> list[str]:
 
     names = []
     for module in ("autograd", "parameters", "filters", "activations", "saliency", "gradcam"):
-        namespace = vars(importlib.import_module(f"grader_tests.{module}"))
-        names += [check.name for check in namespace.values() if isinstance(check, HiddenCheck)]
+        namespace = vars(importlib.import_module(f"grader_tests.kernel.{module}"))
+        names += [check.name for check in namespace.values() if isinstance(check, Probe)]
     return names
 
 
@@ -200,11 +201,12 @@ def _judge(cell: nbformat.NotebookNode) -> list:
 
 
 def test_the_judge_fails_a_wrong_answer_that_the_kernel_reported_as_passing():
-    from grader_tests import parameters as P
+    from grader_tests.judges import parameters as P
+    from grader_tests.kernel.parameters import check_conv2d_params
 
-    hidden = "from grader_tests.parameters import check_conv2d_params\ncheck_conv2d_params(conv2d_params)"
-    wrong = encode(P.check_conv2d_params.name, P.check_conv2d_params.probe(lambda *args: 7))
-    right = encode(P.check_conv2d_params.name, P.check_conv2d_params.probe(P.conv2d_params))
+    hidden = "from grader_tests.kernel.parameters import check_conv2d_params\ncheck_conv2d_params(conv2d_params)"
+    wrong = encode(check_conv2d_params.name, check_conv2d_params.probe(lambda *args: 7))
+    right = encode(check_conv2d_params.name, check_conv2d_params.probe(P.conv2d_params))
     record = {"output_type": "display_data", "metadata": {}, "data": {RECORD_MIME: wrong, "text/plain": ""}}
     errors = _judge(_graded_cell(hidden, [nbformat.from_dict(record)]))  # no error in the kernel: it was patched
     assert len(errors) == 1 and errors[0].ename == "HiddenTestFailed"
@@ -223,8 +225,11 @@ def test_the_judge_refuses_records_that_are_not_data():
 
     payload = base64.b64encode(pickle.dumps({"check": "x", "observations": Evil()})).decode()
     record = {"output_type": "display_data", "metadata": {}, "data": {RECORD_MIME: payload}}
-    hidden = "from grader_tests.parameters import check_conv2d_params\ncheck_conv2d_params(conv2d_params)"
-    assert "did not run" in _judge(_graded_cell(hidden, [nbformat.from_dict(record)]))[0].evalue
+    hidden = "from grader_tests.kernel.parameters import check_conv2d_params\ncheck_conv2d_params(conv2d_params)"
+    cell = _graded_cell(hidden, [nbformat.from_dict(record)])
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    JudgeHiddenChecks().preprocess(nb, {})
+    assert nb.cells[-1].outputs[-1].ename == "HiddenTestFailed" and "malformed" in " ".join(notes(nb))
 
 
 def test_an_lms_zip_is_sorted_into_students_and_assignments(grading, tmp_path):
@@ -234,7 +239,9 @@ def test_an_lms_zip_is_sorted_into_students_and_assignments(grading, tmp_path):
         zipped.writestr("alice_4711_gradcam.ipynb", release)
         zipped.writestr("submissions/bob_gradcam.ipynb", release)
         zipped.writestr("carol_notes.txt", "not a notebook")
-    tasks = G.intake(archive)
+    tasks, skipped = G.intake(archive)
+    assert skipped == ["carol_notes.txt: not a notebook"] or [line.split(":")[0] for line in skipped] == [
+        "carol_notes.txt"]
     assert sorted(task.key for task in tasks) == ["alice/06_gradcam", "bob/06_gradcam"]
     assert json.loads((grading / "submitted" / "bob" / "06_gradcam" / "gradcam.ipynb").read_text())["cells"]
 

@@ -29,6 +29,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from jupyter_client import AsyncKernelManager
@@ -72,9 +73,12 @@ class ForkServer:
 
     _instance: ForkServer | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, sandboxed: bool = True) -> None:
+        """``sandboxed=False``: never sandbox this server's kernels (the tests of the unsandboxed fallback)."""
         self.folder = tempfile.mkdtemp(prefix="kernels-")  # the kernels' connection files and sockets
         env = {key: value for key, value in os.environ.items() if key in SERVER_ENVIRONMENT}
+        if not sandboxed:
+            env["VISUALIZING_CNNS_NO_SANDBOX"] = "1"
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")  # thread pools and fork: no
         self.process = subprocess.Popen(
             [sys.executable, "-m", "grader_tests.engine.forkserver", self.folder],
@@ -235,7 +239,7 @@ def serve(folder: str) -> None:
     preload()
     replies.write(json.dumps({"on": why_not is None, "why": why_not}) + "\n")
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped as they end
-    kernels: list[tuple[int, sandbox.Cgroup | None]] = []
+    kernels: list[tuple[int, sandbox.Cgroup | None, str]] = []
     for line in sys.stdin:
         request = json.loads(line)
         limits = sandbox.Limits(**request["limits"])
@@ -248,9 +252,9 @@ def serve(folder: str) -> None:
             os.setpgid(pid, pid)  # here too, so that no signal can reach the kernel before it leads its group
         except OSError:
             pass  # the child did it first, or already ended
-        kernels = [*_forget_ended(kernels), (pid, cgroup)]
+        kernels = [*_forget_ended(kernels), (pid, cgroup, request["folder"])]
         replies.write(json.dumps({"pid": pid}) + "\n")
-    for pid, _ in kernels:
+    for pid, _, _ in kernels:
         if _running_child(pid):
             os.killpg(pid, signal.SIGKILL)
     for _ in range(50):  # until the kernels' processes are gone and their cgroups can go too
@@ -260,10 +264,18 @@ def serve(folder: str) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def _forget_ended(kernels: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
-    """The kernels still running, or whose cgroup cannot be removed yet (its last processes are dying)."""
-    return [(pid, cgroup) for pid, cgroup in kernels
-            if _running_child(pid) or (cgroup is not None and not cgroup.remove())]
+def _forget_ended(kernels: list[tuple[int, Any, str]]) -> list[tuple[int, Any, str]]:
+    """The kernels still running, or whose cgroup cannot be removed yet (its last processes are dying); the files
+    of the others are removed."""
+    running = []
+    for pid, cgroup, folder in kernels:
+        if _running_child(pid) or (cgroup is not None and not cgroup.remove()):
+            running.append((pid, cgroup, folder))
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        for leftover in (f"{folder}.root", sandbox.log_path(folder), sandbox.exit_report_path(folder)):
+            shutil.rmtree(leftover, ignore_errors=True) if os.path.isdir(leftover) else Path(leftover).unlink(missing_ok=True)
+    return running
 
 
 def _running_child(pid: int) -> bool:

@@ -1,11 +1,12 @@
-"""Grade a class: ``make grade SUBMISSIONS=<folder or zip>`` runs ``python -m grader_tests.grade SUBMISSIONS``.
+"""Grade a class: ``make grade SUBMISSIONS=<folder or zip>`` runs ``python -m grader_tests.engine.grade SUBMISSIONS``.
 
-Submissions are a folder in nbgrader's layout ``<student>/<assignment>/<notebook>.ipynb`` or an LMS zip of
-notebooks named ``<student>_<anything>_<notebook>.ipynb`` (:data:`LMS_FILENAME`). Every submission of one
-student to one assignment is a task:
+Submissions are a folder in nbgrader's layout ``<student>/<assignment>/<notebook>.ipynb`` or an LMS download
+(Canvas, Moodle, Blackboard or ``<student>_<anything>_<notebook>.ipynb``; :mod:`grader_tests.engine.intake`).
+Every submission of one student to one assignment is a task:
 
 1. **intake**: copied to ``build/grading/submitted``; a missing or unreadable notebook is replaced by the
-   released one with a note saying why (it scores 0, and the feedback tells the student);
+   released one with a note saying why (it scores 0, and the feedback tells the student); every file of the
+   download that is not used is reported with the reason;
 2. **autograde** in a worker process (``--workers``, default: one more than the cores), with a private copy of an empty
    gradebook: nbgrader ``autograde`` with this course's preprocessors (``nbgrader_config.py``), then
    ``generate_feedback``;
@@ -29,6 +30,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import warnings
 import zipfile
@@ -42,7 +44,8 @@ from typing import Any
 import nbformat
 
 from .course import ROOT, assignments, generate, graded_cells, nbgrader_api, notebook_path
-from .nbgrader_plugins import add_note, notes
+from .intake import collect
+from .nbgrader_plugins import FLAGGED, add_note, notes
 
 WORKERS = (os.cpu_count() or 1) + 1
 """Graders side by side: one more than the cores, as each spends part of its time waiting for its kernel."""
@@ -50,8 +53,6 @@ WORKERS = (os.cpu_count() or 1) + 1
 GRADING = Path(os.environ.get("VISUALIZING_CNNS_GRADING", ROOT / "build" / "grading")).resolve()
 MAIN_DB = GRADING / "gradebook.db"  # nbgrader_config.py's db_url: formgrader and `nbgrader export` read it
 
-LMS_FILENAME = re.compile(r"(?P<student_id>[A-Za-z0-9.\-]+)_(?:.*_)?(?P<notebook>[A-Za-z0-9]+)\.ipynb$")
-"""An LMS download: ``alice_12345_gradcam.ipynb``, ``bob_gradcam.ipynb`` (the notebook name comes last)."""
 
 
 @dataclass
@@ -79,47 +80,37 @@ def empty_gradebook(path: Path) -> None:
 # --- intake ---------------------------------------------------------------------------------------------------
 
 
-def intake(submissions: Path, root: Path = ROOT) -> list[Task]:
-    """Copy every submission into ``build/grading/submitted`` and check its notebook; one task each."""
+def intake(submissions: Path, root: Path = ROOT) -> tuple[list[Task], list[str]]:
+    """Every submission (:mod:`grader_tests.engine.intake`) copied into ``build/grading/submitted`` with its notebook
+    checked: one task each, and the files of the download that were not used, each with the reason."""
     notebooks = {assignment: notebook_path(assignment, root).stem for assignment in assignments(root)}
-    if submissions.suffix == ".zip":
-        submissions = _unzip(submissions, notebooks)
-    if not submissions.is_dir():
-        raise SystemExit(f"{submissions} is neither a folder of submissions nor a zip")
+    try:
+        found = collect(submissions, notebooks, GRADING / "downloaded")
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     tasks = []
-    for folder in sorted(path for path in submissions.glob("*/*") if path.is_dir()):
-        student, assignment = folder.parent.name, folder.name
-        if assignment not in notebooks:
-            print(f"skipped {student}/{assignment}: not an assignment of this course")
-            continue
+    for submission in found.submissions:
+        student, assignment, folder = submission.student, submission.assignment, submission.folder
         dest = GRADING / "submitted" / student / assignment
         shutil.rmtree(dest, ignore_errors=True)
-        shutil.copytree(folder, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-        task = Task(student, assignment, _digest(folder))
+        shutil.copytree(folder, dest, symlinks=True)
+        task = Task(student, assignment, _digest(folder), list(submission.notes))
         note = _check_notebook(dest, notebooks[assignment])
         if note:
             task.notes.append(note)
             nb = nbformat.read(notebook_path(assignment, root), as_version=4)
             add_note(nb, f"{note}: graded as the released notebook, 0 points")
             nbformat.write(nb, dest / f"{notebooks[assignment]}.ipynb")
+        for submitted_note in submission.notes:
+            _add_note_to(dest / f"{notebooks[assignment]}.ipynb", submitted_note)
         tasks.append(task)
-    return tasks
+    return tasks, found.skipped
 
 
-def _unzip(archive: Path, notebooks: dict[str, str]) -> Path:
-    """An LMS zip -> ``build/grading/downloaded/<student>/<assignment>/<notebook>.ipynb``."""
-    assignment_of = {name: assignment for assignment, name in notebooks.items()}
-    out = GRADING / "downloaded"
-    shutil.rmtree(out, ignore_errors=True)
-    with zipfile.ZipFile(archive) as zipped:
-        for info in zipped.infolist():
-            match = LMS_FILENAME.search(Path(info.filename).name)
-            if info.is_dir() or not match or match["notebook"] not in assignment_of:
-                continue
-            target = out / match["student_id"] / assignment_of[match["notebook"]] / f"{match['notebook']}.ipynb"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(zipped.read(info))
-    return out
+def _add_note_to(path: Path, note: str) -> None:
+    nb = nbformat.read(path, as_version=4)
+    add_note(nb, note)
+    nbformat.write(nb, path)
 
 
 def _digest(folder: Path) -> str:
@@ -157,14 +148,28 @@ def _worker_init() -> None:
     from .forkserver import start_early
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops the workers
+    _exit_with_parent()
     start_early()
     warnings.filterwarnings("ignore", module="nbgrader")  # nbgrader's own SQLAlchemy warnings, not the students'
     torch.set_num_threads(1)
 
 
+def _exit_with_parent() -> None:
+    """End this worker as soon as the grading process is gone, even by ``kill -9``: its fork server then sees its
+    input close and kills its kernels, so nothing of a grading run outlives it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def grade_task(task: Task, template: Path, execute: dict[str, Any]) -> dict[str, Any]:
     """Autograde one submission into a private gradebook and write its feedback (runs in a worker);
-    ``execute``: options of the grading kernels (:func:`grader_tests.course.nbgrader_api`)."""
+    ``execute``: options of the grading kernels (:func:`grader_tests.engine.course.nbgrader_api`)."""
     db = GRADING / "work" / f"{task.student}--{task.assignment}.db"
     db.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(template, db)
@@ -173,30 +178,36 @@ def grade_task(task: Task, template: Path, execute: dict[str, Any]) -> dict[str,
     result = grader.autograde(task.assignment, task.student, force=True, create=True)
     autograded = time.perf_counter()
     if not result["success"]:
-        return {"task": asdict(task), "error": _last_lines(result.get("error") or result.get("log") or "")}
+        return _failed(task, "autograde", result)
     feedback = grader.generate_feedback(task.assignment, task.student, force=True)
     if not feedback["success"]:
-        return {"task": asdict(task), "error": _last_lines(feedback.get("error") or feedback.get("log") or "")}
+        return _failed(task, "generate_feedback", feedback)
     seconds = {"autograde": autograded - started, "feedback": time.perf_counter() - autograded}
-    return {"task": asdict(task), "db": str(db), "seconds": seconds}
+    from .forkserver import ForkServer
+
+    return {"task": asdict(task), "db": str(db), "seconds": seconds, "sandbox": ForkServer.get().sandbox}
 
 
-def _last_lines(text: str, n: int = 6) -> str:
-    return "\n".join(text.strip().splitlines()[-n:])
+def _failed(task: Task, step: str, result: dict[str, Any]) -> dict[str, Any]:
+    """A failed nbgrader step: its last lines as the reason, its whole log kept in ``build/grading/logs``."""
+    text = "\n".join(str(result.get(key) or "") for key in ("error", "log")).strip()
+    log = GRADING / "logs" / f"{task.student}--{task.assignment}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()] or [f"nbgrader {step} failed"]
+    errors = [line for line in lines if re.match(r"[\w.]+(Error|Exception|Exit)\b", line) and "NbGraderException" not in line]
+    return {"task": asdict(task), "error": f"nbgrader {step} failed: {(errors or lines)[-1]}", "log": str(log)}
 
 
 def merge(main: Any, db: Path, assignment: str, student: str) -> None:
-    """Copy one graded submission from a task's gradebook into the main one, replacing an older grading."""
+    """Copy one graded submission's automatic scores from a task's gradebook into the main one, replacing an older
+    grading. Nothing else is taken from it (a manual score, extra credit): those are the instructor's alone."""
     from nbgrader.api import Gradebook, MissingEntry
 
     with Gradebook(f"sqlite:///{db}") as source:
         submission = source.find_submission(assignment, student)
         timestamp = submission.timestamp
-        grades = {
-            (nb.name, grade.name): (grade.auto_score, grade.manual_score, grade.extra_credit, grade.needs_manual_grade)
-            for nb in submission.notebooks
-            for grade in nb.grades
-        }
+        grades = {(nb.name, grade.name): grade.auto_score for nb in submission.notebooks for grade in nb.grades}
         comments = {
             (nb.name, comment.name): comment.auto_comment for nb in submission.notebooks for comment in nb.comments
         }
@@ -208,9 +219,8 @@ def merge(main: Any, db: Path, assignment: str, student: str) -> None:
     fresh = main.add_submission(assignment, student, timestamp=timestamp)
     for nb in fresh.notebooks:
         for grade in nb.grades:
-            grade.auto_score, grade.manual_score, grade.extra_credit, grade.needs_manual_grade = grades[
-                (nb.name, grade.name)
-            ]
+            grade.auto_score = grades[(nb.name, grade.name)]
+            grade.needs_manual_grade = grade.auto_score is None  # written answers: graded by hand
         for comment in nb.comments:
             comment.auto_comment = comments.get((nb.name, comment.name))
     main.db.commit()
@@ -224,6 +234,7 @@ class State:
         self.entries: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
         self.graded_now = 0
         self.finished: list[float] = []  # seconds from the start of this run at which each submission was done
+        self.skipped: list[str] = []  # files of the download not used, with the reason
 
     def done(self, task: Task) -> bool:
         entry = self.entries.get(task.key, {})
@@ -237,9 +248,10 @@ class State:
 
 
 def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = None,
-          force: bool = False, full: bool = False) -> State:
+          force: bool = False, full: bool = False, memory_mb: int | None = None) -> State:
     """Grade every submission not graded yet; returns the state (see the module docstring). ``timeout``: seconds
-    per cell; ``full``: render the figures and run the cells after the last test too, for complete feedback."""
+    per cell; ``full``: render the figures and run the cells after the last test too, for complete feedback;
+    ``memory_mb``: the memory of each sandboxed kernel (default: :class:`grader_tests.engine.sandbox.Limits`)."""
     from nbgrader.api import Gradebook
     from tqdm import tqdm
 
@@ -247,7 +259,8 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
     warnings.filterwarnings("ignore", module="nbgrader")  # nbgrader's SQLAlchemy warnings while merging
     GRADING.mkdir(parents=True, exist_ok=True)
     state = State(GRADING / "state.json")
-    tasks = intake(submissions)
+    _warn_if_unsandboxed()
+    tasks, state.skipped = intake(submissions)
     todo = [task for task in tasks if force or not state.done(task)]
     print(f"{len(tasks)} submissions from {len({t.student for t in tasks})} students; {len(todo)} to grade, "
           f"{len(tasks) - len(todo)} already graded", flush=True)
@@ -262,7 +275,7 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
     try:
         with Gradebook(f"sqlite:///{MAIN_DB}") as main:
             execute = {"timeout": None if timeout is None else int(timeout), "figures": full or None,
-                       "every_cell": full or None}
+                       "every_cell": full or None, "memory_mb": memory_mb}
             futures = {pool.submit(grade_task, task, template, execute): task for task in todo}
             for future in tqdm(as_completed(futures), total=len(futures), desc="grading", unit="submission"):
                 task = futures[future]
@@ -271,11 +284,12 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
                 except Exception as error:  # noqa: BLE001 - a crashed worker fails one task, not the class
                     result = {"error": f"{type(error).__name__}: {error}"}
                 if "error" in result:
-                    state.record(task, "failed", error=result["error"])
+                    state.record(task, "failed", error=result["error"], log=result.get("log"))
                     tqdm.write(f"grading {task.key} failed: {result['error'].splitlines()[-1]}")
                     continue
                 merge(main, Path(result["db"]), task.assignment, task.student)
-                state.record(task, "graded", notes=_autograded_notes(task), seconds=result["seconds"])
+                state.record(task, "graded", notes=_autograded_notes(task), seconds=result["seconds"],
+                             sandbox=result["sandbox"])
                 Path(result["db"]).unlink(missing_ok=True)
                 state.graded_now += 1
                 state.finished.append(time.perf_counter() - started)
@@ -287,6 +301,16 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
         sys.exit("interrupted: the grades merged so far are kept; run the same command again to go on")
     pool.shutdown()
     return state
+
+
+def _warn_if_unsandboxed() -> None:
+    from .sandbox import unavailable
+
+    why = "turned off (VISUALIZING_CNNS_NO_SANDBOX)" if os.environ.get("VISUALIZING_CNNS_NO_SANDBOX") else unavailable()
+    if why:
+        print(f"WARNING: grading kernels are NOT sandboxed: {why}.\nStudent code will run with this user's rights: "
+              "it can read the judges and other submissions and change grades (README, 'Honest').", file=sys.stderr,
+              flush=True)
 
 
 def _autograded_notes(task: Task) -> list[str]:
@@ -372,10 +396,21 @@ def _summary(state: State, rows: list[dict], out: Path) -> None:
               f"(written answers count once graded by hand: {sum(r['needs manual grading'] for r in rows)} open)")
     failed = {k: e for k, e in state.entries.items() if e["status"] == "failed"}
     noted = {k: e["notes"] for k, e in state.entries.items() if e.get("notes")}
+    unsandboxed = sorted(k for k, e in state.entries.items() if e.get("sandbox", {}).get("on") is False)
+    if unsandboxed:
+        why = state.entries[unsandboxed[0]]["sandbox"].get("why")
+        print(f"WARNING: {len(unsandboxed)} submissions were graded WITHOUT a sandbox ({why}): their grades can be forged")
+    for line in state.skipped:
+        print(f"  skipped {line}")
     for key, notes_ in sorted(noted.items()):
         print(f"  {key}: " + "; ".join(notes_))
+    for key, notes_ in sorted(noted.items()):
+        for note in notes_:
+            if note.startswith(FLAGGED):
+                print(f"  FLAGGED {key}: {note}")
     for key, entry in sorted(failed.items()):
-        print(f"  {key}: GRADING FAILED, not in the grades: {entry['error'].splitlines()[-1]}")
+        log = f" (nbgrader's log: {entry['log']})" if entry.get("log") else ""
+        print(f"  {key}: GRADING FAILED, not in the grades: {entry['error'].splitlines()[-1]}{log}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -385,11 +420,13 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"parallel graders (default: cores + 1 = {WORKERS}); fewer need less memory")
     parser.add_argument("--timeout", type=float, help="seconds per cell before it is interrupted (default: 60)")
     parser.add_argument("--force", action="store_true", help="regrade submissions already graded")
+    parser.add_argument("--memory", type=int, metavar="MB",
+                        help="memory of each grading kernel, its scratch files included (default: 3072)")
     parser.add_argument("--full", action="store_true",
                         help="feedback with every figure and cell (by default grading skips what cannot change a "
                              "grade: figures and the cells after the last test; three times faster)")
     args = parser.parse_args(argv)
-    state = grade(args.submissions, args.workers, args.timeout, args.force, args.full)
+    state = grade(args.submissions, args.workers, args.timeout, args.force, args.full, args.memory)
     write_reports(state)
 
 

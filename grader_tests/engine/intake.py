@@ -10,8 +10,9 @@ Layouts, tried in this order for every file; the first that applies decides:
    assignment name may hold ``_`` and spaces) and the attempt's receipt ``..._attempt_<ts>.txt`` (skipped).
 2. **Moodle**: a path component holds ``_assignsubmission_``: ``<Full Name>_<id>_assignsubmission_file_/<filename>``
    (or the same as one flat name); student ``<Full_Name>_<id>``. Other plugins (``onlinetext``) hold no notebook.
-3. **nbgrader**: the file lies in ``[<top>/]<student>/<assignment>/`` and that folder holds ``<notebook>.ipynb``;
-   the other files of the folder stay with the notebook.
+3. **nbgrader**: the file lies in ``[<top>/]<student>/<assignment>/`` and that folder holds a notebook, normally
+   ``<notebook>.ipynb``; the other files of the folder stay with it. A folder whose notebooks are all misnamed is
+   still a submission without its notebook: the grader grades it as the released notebook, with a note.
 4. **Canvas**: ``<sortablename>[_LATE]_<userid>_<attachmentid>_<filename>``; student: the sortable name, or
    ``<name>-<userid>`` when user ids share a name.
 5. **generic**: ``<student>_[<anything>_]<notebook>.ipynb``; the notebook is the last ``_``-separated part.
@@ -108,7 +109,7 @@ class _Candidate:
 
     student: str
     assignment: str
-    entry: _Entry
+    entry: _Entry | None  # None: an nbgrader folder without the released notebook's name
     rank: tuple
     notes: list[str] = field(default_factory=list)
     extras: dict[str, _Entry] = field(default_factory=dict)
@@ -231,7 +232,7 @@ def _candidates(entries: list[_Entry], notebooks: dict[str, str], skipped: list[
     stems = {stem: assignment for assignment, stem in notebooks.items()}
     unmarked = [entry for entry in entries if not _marked(entry.parts)]
     folders = {e.parts[:-1] for e in unmarked if len(e.parts) in (3, 4) and e.parts[-2] in notebooks
-               and e.parts[-1] == f"{notebooks[e.parts[-2]]}.ipynb"}
+               and e.parts[-1].endswith(".ipynb")}
     files_of: dict[tuple[str, ...], dict[str, _Entry]] = defaultdict(dict)
     candidates = []
     for entry in entries:
@@ -247,8 +248,9 @@ def _candidates(entries: list[_Entry], notebooks: dict[str, str], skipped: list[
         except _Skip as why:
             skipped.append(f"{_show(entry.path)}: {why}")
     for folder, files in files_of.items():
-        notebook = files.pop(f"{notebooks[folder[-1]]}.ipynb")
-        rank = ("", 0, notebook.date_time, notebook.order)
+        notebook = files.pop(f"{notebooks[folder[-1]]}.ipynb", None)  # None: misnamed (the grader says so)
+        anchor = notebook or min(files.values(), key=lambda e: e.order)
+        rank = ("", 0, anchor.date_time, anchor.order)
         candidates.append(_Candidate(_student_id(folder[-2]), folder[-1], notebook, rank, extras=files))
     return candidates
 
@@ -347,7 +349,7 @@ def _settle_all(candidates: list[_Candidate], notebooks: dict[str, str], out: Pa
     for candidate in candidates:
         problem = _id_problem(candidate.student)
         if problem:
-            for entry in [candidate.entry, *candidate.extras.values()]:
+            for entry in [e for e in [candidate.entry, *candidate.extras.values()] if e is not None]:
                 skipped.append(f"{_show(entry.path)}: unsafe student id `{_show(candidate.student)}`: {problem}")
         else:
             groups[candidate.student, candidate.assignment].append(candidate)
@@ -377,17 +379,19 @@ def _settle(group: list[_Candidate], stem: str, out: Path, skipped: list[str]) -
     for index, chosen in enumerate(ranked):
         shutil.rmtree(folder, ignore_errors=True)
         try:
-            _copy_capped(chosen.entry, folder / f"{stem}.ipynb", out)
+            if chosen.entry is not None:
+                _copy_capped(chosen.entry, folder / f"{stem}.ipynb", out)
         except _Skip as why:
             skipped.append(f"{_show(chosen.entry.path)}: {why}")
             continue
+        folder.mkdir(parents=True, exist_ok=True)
         for rel, entry in chosen.extras.items():
             try:
                 _copy_capped(entry, folder / rel, out)
             except _Skip as why:
                 skipped.append(f"{_show(entry.path)}: {why}")
         for loser in ranked[index + 1:]:
-            for entry in [loser.entry, *loser.extras.values()]:
+            for entry in [e for e in [loser.entry, *loser.extras.values()] if e is not None]:
                 skipped.append(f"{_show(entry.path)}: older resubmission: `{label[id(chosen)]}` is graded for "
                                f"{student}/{assignment}")
         notes = list(chosen.notes)
@@ -402,9 +406,10 @@ def _settle(group: list[_Candidate], stem: str, out: Path, skipped: list[str]) -
 
 def _labels(group: list[_Candidate]) -> dict[int, str]:
     """Each candidate's file name, or its path in the download where names repeat."""
-    names = [_show(c.entry.parts[-1]) for c in group]
+    entries = [c.entry or min(c.extras.values(), key=lambda e: e.order) for c in group]
+    names = [_show(entry.parts[-1]) for entry in entries]
     unique = len(set(names)) == len(names)
-    return {id(c): name if unique else _show(c.entry.path) for c, name in zip(group, names, strict=True)}
+    return {id(c): name if unique else _show(e.path) for c, e, name in zip(group, entries, names, strict=True)}
 
 
 def _criterion(newer: _Candidate, older: _Candidate) -> str:

@@ -27,14 +27,14 @@ from typing import Any, ClassVar
 import nbformat
 from jinja2 import BytecodeCache
 from jinja2.bccache import Bucket
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
 from nbconvert.exporters import HTMLExporter, TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
-from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
 from traitlets import Bool, Float, Integer, Unicode
 
 from grader_tests.judges import verdict
@@ -237,6 +237,11 @@ class GuardedExecute(Execute):
             return cell, resources
         try:
             cell, resources = super().preprocess_cell(cell, resources, index)
+        except CellTimeoutError:  # interrupted at its timeout, the kernel did not even answer that
+            cell.outputs.append(_error("CellTimeoutError", f"the cell ran longer than {self.timeout} s"))
+            self._stop(f"cell {index + 1} ran longer than {self.timeout} s and the kernel ignored the interrupt")
+            run_sync(self.km.shutdown_kernel)(now=True)
+            return cell, resources
         except DeadKernelError:
             why = self._why_dead()
             cell.outputs.append(_error("DeadKernelError", f"the kernel died while running this cell: {why}"))
@@ -411,6 +416,16 @@ def _without_traceback(output: NotebookNode) -> NotebookNode:
 
 
 # --- feedback -----------------------------------------------------------------------------------------------
+
+
+class ClearHiddenTestsOfTests(ClearHiddenTests):
+    """nbgrader's ``ClearHiddenTests`` on the graded test cells only, where the hidden tests are. A student's own
+    cell that quotes the markers is the student's text: it must neither be cut nor break the feedback."""
+
+    def preprocess_cell(self, cell: NotebookNode, resources: dict[str, Any], index: int) -> Any:
+        if not is_autograded_test(cell):
+            return cell, resources
+        return super().preprocess_cell(cell, resources, index)
 
 
 class _CompiledTemplates(BytecodeCache):

@@ -1,7 +1,7 @@
 """The matplotlib backend of grading kernels: figures are built as usual but never drawn.
 
 Rendering the course's figures to PNG is a quarter of a notebook's run time and none of its grade, so grading
-kernels run with ``MPLBACKEND=module://grader_tests.figureless_backend`` (``make grade --figures`` keeps the
+kernels run with ``MPLBACKEND=module://grader_tests.kernel.figureless_backend`` (``make grade --figures`` keeps the
 usual inline figures). Like the inline backend, every figure is closed when its cell ends; ``plt.show()``
 closes them at once. A figure that student code draws itself (``fig.canvas.draw()``) is drawn, with Agg.
 """
