@@ -23,7 +23,7 @@ import pytest
 from grader_tests.engine import grade as G
 from grader_tests.engine.fabricated_class import graded_tests, perfect, released, replace
 from grader_tests.engine.nbgrader_plugins import FLAGGED
-from grader_tests.engine.sandbox import UID_BASE, unavailable
+from grader_tests.engine.sandbox import UID_BASE, Cgroup, unavailable
 
 pytestmark = pytest.mark.skipif(bool(unavailable()), reason=f"no sandbox here: {unavailable()}")
 
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 A = "02_parameters"
 TESTS = graded_tests(A)  # {"test_get_module_params_num": 3, "test_conv2d_params": 1, "test_linear_params": 1}
 ANSWERS = ("get_module_params_num", "conv2d_params", "linear_params")
-FULL = sum(TESTS.values())
+OOM_KILLED = Cgroup.available()  # a cgroup's OOM killer ends a hog's kernel; else setrlimit makes its cell fail
 
 # The answer cells of an attacker: delegate to whatever reference the attack found, else implement nothing.
 DELEGATE = {
@@ -221,7 +221,7 @@ def _class() -> dict[str, tuple[nbformat.NotebookNode, dict[str, str], dict[str,
         "writesgrades": (_stubbed(WRITE_WHERE_GRADES_LIVE), {}, zero),
         "outlives": (_stubbed(OUTLIVE), {}, zero),
         "memoryhog": (_after(perfect(A), "test_get_module_params_num", MEMORY_HOG), {},
-                      {**zero, "test_get_module_params_num": 3.0}),
+                      {**zero, "test_get_module_params_num": 3.0} if OOM_KILLED else dict(TESTS)),
         "ignoresinterrupts": (_after(perfect(A), "test_conv2d_params", IGNORE_INTERRUPTS), {},
                               {**TESTS, "test_linear_params": 0.0}),
         "bigdisplay": (_after(perfect(A), "test_get_module_params_num", BIG_DISPLAY), {}, dict(TESTS)),
@@ -291,7 +291,8 @@ def test_no_kernel_process_and_no_network_outlived_grading(attacked):
 
 def test_a_kernel_out_of_memory_or_deaf_to_interrupts_keeps_what_ran_before_with_the_reason(attacked):
     state, *_ = attacked
-    assert any("ran out of memory" in note for note in state.entries[f"memoryhog/{A}"]["notes"])
+    hog = " ".join(state.entries[f"memoryhog/{A}"]["notes"])
+    assert "ran out of memory" in hog if OOM_KILLED else "MemoryError" in _feedback(attacked[3], "memoryhog")
     assert any("ignored the interrupt" in note for note in state.entries[f"ignoresinterrupts/{A}"]["notes"])
 
 

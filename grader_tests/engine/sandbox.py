@@ -129,6 +129,12 @@ class Cgroup:
         except OSError:
             return None
 
+    @classmethod
+    def available(cls) -> bool:
+        """Whether this process can give kernels cgroups (else their limits fall back to ``setrlimit``)."""
+        group = cls.create(f"probe-{os.getpid()}", Limits())
+        return group is not None and group.remove()
+
     def _write(self, controller: str, name: str, value: str) -> None:
         (self.paths[controller] / name).write_text(value)
 
@@ -229,7 +235,7 @@ def enter(folder: str, workdir: str, env: dict[str, str], limits: Limits, cgroup
     init = os.fork()
     if init == 0:
         _init(folder, workdir, uid, limits)  # returns in the kernel only
-        _become_user(uid, env, workdir)
+        _become_user(uid, env, workdir, None if cgroup is not None else limits)
         return
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     _, status = os.waitpid(init, 0)
@@ -297,6 +303,13 @@ def _build_root(new_root: str, folder: str, workdir: str, uid: int, limits: Limi
     _mount("none", "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
+def _vm_data_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmData:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def exit_report_path(folder: str) -> str:
     """How the sandbox of the kernel whose files are in ``folder`` ended (written by root, beside ``folder``)."""
     return f"{folder}.exit.json"
@@ -346,8 +359,14 @@ def _bind(new_root: str, path: str, read_only: bool) -> None:
     _mount("none", target, None, flags)
 
 
-def _become_user(uid: int, env: dict[str, str], workdir: str) -> None:
-    """The kernel, inside the sandbox: drop to its own uid for good, in its folder, with a clean environment."""
+def _become_user(uid: int, env: dict[str, str], workdir: str, rlimits: Limits | None) -> None:
+    """The kernel, inside the sandbox: drop to its own uid for good, in its folder, with a clean environment;
+    ``rlimits``: the limits to set with ``setrlimit``, where no cgroup holds them (coarser: memory is then the
+    address space it may add, processes those of its uid)."""
+    if rlimits is not None:
+        data = _vm_data_bytes() + (rlimits.memory_mb << 20)
+        resource.setrlimit(resource.RLIMIT_DATA, (data, data))
+        resource.setrlimit(resource.RLIMIT_NPROC, (rlimits.processes, rlimits.processes))
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
