@@ -37,19 +37,19 @@ c.FileNameCollectorPlugin.named_regexp = (  # matched from the start of the extr
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402
-    AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, GetGrades, IgnorePattern,
+    AssignLatePenalties, ClearOutput, DeduplicateIds, GetGrades, IgnorePattern,
     LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades,
 )
 
 from grader_tests.engine.forkserver import ForkingKernelManager  # noqa: E402
 from grader_tests.engine.nbgrader_plugins import (  # noqa: E402
-    ClearHiddenTestsOfTests, FeedbackExporter, GuardedExecute, JudgeHiddenChecks, RepairStructure,
+    CheckCellMetadataOnce, ClearHiddenTestsOfTests, FeedbackExporter, GuardedExecute, JudgeHiddenChecks, RepairStructure,
 )
 
 # Sanitising: rebuild broken notebooks on the released ones first, then nbgrader's own checks.
 c.RepairStructure.release_directory = str(ROOT / "notebooks")
 c.Autograde.sanitize_preprocessors = [
-    RepairStructure, ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
+    RepairStructure, ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadataOnce,
 ]
 # Grading: execute with guards, then let the trusted judge decide the graded test cells before nbgrader scores.
 # (nbgrader's default list ends with a second CheckCellMetadata: nothing here changes the nbgrader metadata the

@@ -18,6 +18,7 @@ standard Python kernel this way on Linux and any other kernel, or on any other s
 from __future__ import annotations
 
 import atexit
+import gc
 import importlib
 import json
 import os
@@ -52,6 +53,8 @@ PRELOADED = (
     "matplotlib.pyplot", "torch", "torchvision", "captum.attr", "helpers", "helpers.environment",
     # the probes of the hidden checks (never the judges)
     "grader_tests.kernel.record", "grader_tests.kernel.inputs", "grader_tests.kernel.facts",
+    *(f"grader_tests.kernel.{topic}" for topic in ("autograd", "parameters", "filters", "activations", "saliency",
+                                                   "gradcam")),
 )
 
 SERVER_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -172,7 +175,7 @@ class ForkingProvisioner(LocalProvisioner):
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         if not forkable(cmd):
             return await super().launch_kernel(cmd, **kwargs)
-        cwd = str(kwargs.get("cwd") or os.getcwd())
+        cwd = os.path.abspath(str(kwargs.get("cwd") or os.getcwd()))  # the server runs elsewhere
         folder = os.path.dirname(self.parent.connection_file)
         limits = getattr(self.parent, "limits", None)
         pid = ForkServer.get().spawn(cmd, dict(kwargs.get("env") or os.environ), cwd, folder, limits)
@@ -222,6 +225,9 @@ def preload() -> None:
     helpers.load_pretrained()(x).sum().backward()  # autograd, convolution and batch-norm kernels
     with torch.device("meta"):
         torch.nn.Conv2d(3, 8, 3)(torch.zeros(1, 3, 8, 8))  # the meta-tensor machinery
+    from grader_tests.kernel.inputs import warm
+
+    warm()  # the hidden inputs of the probes
     fig = Figure()
     fig.add_subplot().imshow([[0.0, 1.0]])
     with open(os.devnull, "wb") as sink:
@@ -237,6 +243,7 @@ def serve(folder: str) -> None:
     why_not = "turned off (VISUALIZING_CNNS_NO_SANDBOX)" if os.environ.get("VISUALIZING_CNNS_NO_SANDBOX") else None
     why_not = why_not or sandbox.unavailable()
     preload()
+    gc.freeze()  # the kernels' collector then never walks (and so copies) the preloaded objects' pages
     replies.write(json.dumps({"on": why_not is None, "why": why_not}) + "\n")
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped as they end
     kernels: list[tuple[int, sandbox.Cgroup | None, str]] = []

@@ -1,8 +1,13 @@
 """Hidden inputs: models and images the student never saw (the notebooks' visible checks use the demo set and the
-embedded model). Probes build them in the kernel; judges build the same ones again in the grading process."""
+embedded model). Probes build them in the kernel; judges build the same ones again in the grading process.
+
+Each is built once per process and handed out as a fresh copy; the fork server builds those the probes use
+(:func:`warm`) before it forks any kernel, so kernels start with them.
+"""
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import torch
@@ -17,6 +22,11 @@ HIDDEN_SEED = 90210
 
 def hidden_model(width: float = 1 / 16, num_classes: int = 6, seed: int = HIDDEN_SEED, dtype: torch.dtype = torch.float32) -> VGG11GAP:
     """A randomly initialised course model with random BatchNorm parameters and statistics, in eval mode."""
+    return copy.deepcopy(_hidden_model(width, num_classes, seed, dtype))
+
+
+@functools.lru_cache(maxsize=16)
+def _hidden_model(width: float, num_classes: int, seed: int, dtype: torch.dtype) -> VGG11GAP:
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
         model = VGG11GAP(num_classes, width=width)
@@ -31,7 +41,7 @@ def hidden_model(width: float = 1 / 16, num_classes: int = 6, seed: int = HIDDEN
 
 def hidden_images(n: int = 2, size: int = 64, seed: int = HIDDEN_SEED, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``(n, 3, size, size)`` normalised shapes images from a seed the student never saw."""
-    return make_dataset(n, seed, size).images.to(dtype)
+    return _images(n, size, seed).to(dtype, copy=True)
 
 
 def calibrated_hidden_model(dtype: torch.dtype = torch.float32, seed: int = 5) -> nn.Module:
@@ -70,13 +80,21 @@ def _calibrated_state(seed: int) -> dict[str, torch.Tensor]:
     return {key: value.clone() for key, value in model.state_dict().items()}
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _images(n: int, size: int, seed: int) -> torch.Tensor:
-    return hidden_images(n, size, seed=seed)
+    return make_dataset(n, seed, size).images
 
 
-def cached_hidden_images(
-    n: int, size: int, seed: int = HIDDEN_SEED, dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
-    """:func:`hidden_images`, rendered once per process (a fresh copy each call)."""
-    return _images(n, size, seed).to(dtype, copy=True)
+cached_hidden_images = hidden_images  # the name some probes use
+
+
+def warm() -> None:
+    """Build the hidden inputs the probes use (in the fork server, so that every kernel starts with them)."""
+    for dtype in (torch.float32, torch.float64):
+        calibrated_hidden_model(dtype)
+        hidden_model(dtype=dtype)
+        hidden_model(width=1 / 32, dtype=dtype)
+        for n, size, seed in ((1, 64, HIDDEN_SEED), (2, 64, HIDDEN_SEED), (1, 96, 7), (1, 80, 11), (1, 32, HIDDEN_SEED),
+                              (3, 32, HIDDEN_SEED)):
+            hidden_images(n, size, seed, dtype)
+    hidden_model(width=1 / 4, seed=HIDDEN_SEED + 2, dtype=torch.float64)
