@@ -1,3 +1,7 @@
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
 import matplotlib
 import pytest
 import torch
@@ -24,3 +28,18 @@ def small_model():
 
     torch.manual_seed(0)
     return VGG11GAP(6, width=1 / 16).eval()
+
+
+@contextlib.contextmanager
+def grading_in(folder: Path) -> Iterator[Path]:
+    """Point the grader at a scratch folder (nbgrader_config.py and the workers read the variable)."""
+    from grader_tests.engine import grade
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("VISUALIZING_CNNS_GRADING", str(folder))
+    patch.setattr(grade, "GRADING", folder)
+    patch.setattr(grade, "MAIN_DB", folder / "gradebook.db")
+    try:
+        yield folder
+    finally:
+        patch.undo()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import grading_in
 
 from grader_tests.engine import grade as G
 from grader_tests.engine.fabricated_class import graded_tests, perfect, released, replace
@@ -230,12 +231,11 @@ def _class() -> dict[str, tuple[nbformat.NotebookNode, dict[str, str], dict[str,
 
 @pytest.fixture(scope="module")
 def attacked(tmp_path_factory):
-    grading = tmp_path_factory.mktemp("grading")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("VISUALIZING_CNNS_GRADING", str(grading))
-    patch.setattr(G, "GRADING", grading)
-    patch.setattr(G, "MAIN_DB", grading / "gradebook.db")
-    submissions = tmp_path_factory.mktemp("attacks")
+    with grading_in(tmp_path_factory.mktemp("grading")) as grading:
+        yield _grade_the_attacks(grading, tmp_path_factory.mktemp("attacks"))
+
+
+def _grade_the_attacks(grading: Path, submissions: Path) -> tuple:
     expected = {}
     for student, (nb, files, points) in _class().items():
         folder = submissions / student / A
@@ -248,8 +248,7 @@ def attacked(tmp_path_factory):
     honest_bytes = (submissions / "honest" / A / "parameters.ipynb").read_bytes()
     state = G.grade(submissions, workers=2, timeout=8, memory_mb=1024)
     rows = {row["student"]: row for row in G.write_reports(state)}
-    yield state, rows, expected, grading, submissions, honest_bytes
-    patch.undo()
+    return state, rows, expected, grading, submissions, honest_bytes
 
 
 def _points(row: dict) -> dict[str, float]:
@@ -342,7 +341,8 @@ def _alive(pids: set[int]) -> set[int]:
     return alive
 
 
-def test_killing_the_grader_with_sigkill_leaves_no_process_behind(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["kill -9", "Ctrl-C"])
+def test_stopping_the_grader_leaves_no_process_behind(tmp_path, signum):
     slow = _after(perfect(A), "test_get_module_params_num", "import time\ntime.sleep(120)")
     for student in ("slow1", "slow2"):
         (tmp_path / "class" / student / A).mkdir(parents=True)
@@ -356,8 +356,8 @@ def test_killing_the_grader_with_sigkill_leaves_no_process_behind(tmp_path):
         time.sleep(0.5)
     family = _descendants(grader.pid)
     assert _sandboxed_processes() and family
-    os.kill(grader.pid, signal.SIGKILL)
-    grader.wait()
+    os.kill(grader.pid, signum)
+    grader.wait(timeout=30)
     deadline = time.monotonic() + 20
     while (_alive(family) or _sandboxed_processes()) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import grading_in
 
 from grader_tests.engine import grade as G
 from grader_tests.engine.fabricated_class import build_class, graded_tests
@@ -22,14 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def grading(tmp_path_factory):
-    """Point the grader at a scratch folder (nbgrader_config.py and the workers read the variable)."""
-    folder = tmp_path_factory.mktemp("grading")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("VISUALIZING_CNNS_GRADING", str(folder))
-    patch.setattr(G, "GRADING", folder)
-    patch.setattr(G, "MAIN_DB", folder / "gradebook.db")
-    yield folder
-    patch.undo()
+    with grading_in(tmp_path_factory.mktemp("grading")) as folder:
+        yield folder
 
 
 @pytest.fixture(scope="module")
@@ -266,3 +261,23 @@ def test_nbgrader_zip_collect_by_hand_files_an_lms_zip_under_the_students(tmp_pa
     submitted = tmp_path / "grading" / "submitted"
     assert sorted(p.relative_to(submitted).as_posix() for p in submitted.rglob("*.ipynb")) == [
         "alice/06_gradcam/gradcam.ipynb", "bob/06_gradcam/gradcam.ipynb"]
+
+
+def test_the_merge_takes_only_automatic_scores_from_a_task_gradebook(grading, tmp_path):
+    """A task's gradebook is the grader's, but nothing in it besides the automatic scores reaches the class's."""
+    from nbgrader.api import Gradebook
+
+    task = tmp_path / "task.db"
+    G.empty_gradebook(task)
+    with Gradebook(f"sqlite:///{task}") as gb:
+        gb.add_student("mallory")
+        submission = gb.add_submission("02_parameters", "mallory")
+        for grade in submission.notebooks[0].grades:
+            grade.auto_score, grade.manual_score, grade.extra_credit = 1.0, 99.0, 50.0
+        gb.db.commit()
+    main = tmp_path / "main.db"
+    G.empty_gradebook(main)
+    with Gradebook(f"sqlite:///{main}") as gb:
+        G.merge(gb, task, "02_parameters", "mallory")
+        grades = gb.find_submission("02_parameters", "mallory").notebooks[0].grades
+        assert {(g.auto_score, g.manual_score, g.extra_credit) for g in grades} == {(1.0, None, None)}
