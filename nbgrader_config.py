@@ -31,8 +31,9 @@ c.CourseDirectory.autograded_directory = str(GRADING / "autograded")
 c.CourseDirectory.feedback_directory = str(GRADING / "feedback")
 # `nbgrader zip_collect <assignment>`: put the LMS zip in build/grading/downloaded/<assignment>/archive/
 c.ZipCollectApp.downloaded_directory = os.path.relpath(GRADING / "downloaded", ROOT)  # nbgrader prefixes the root
-c.FileNameCollectorPlugin.named_regexp = (  # matched from the start of the extracted file's whole path
-    r".*[\\/](?P<student_id>[A-Za-z0-9.\-]+)_(?:.*_)?(?P<file_id>[A-Za-z0-9]+\.ipynb)$"  # .../alice_12345_gradcam.ipynb
+c.FileNameCollectorPlugin.named_regexp = (  # matched from the start of the extracted file's whole path:
+    # .../alice_12345_gradcam.ipynb; ids of Unicode letters and digits, with single dots or hyphens inside
+    r".*[\\/](?P<student_id>[^\W_](?:[^\W_]|[.\-](?=[^\W_]))*)_(?:[^\\/]*_)?(?P<file_id>[A-Za-z0-9]+\.ipynb)$"
 )
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor  # noqa: E402

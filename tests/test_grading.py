@@ -253,6 +253,8 @@ def test_nbgrader_zip_collect_by_hand_files_an_lms_zip_under_the_students(tmp_pa
     with zipfile.ZipFile(archive / "download.zip", "w") as zipped:
         zipped.writestr("alice_4711_gradcam.ipynb", release)
         zipped.writestr("bob_gradcam.ipynb", release)
+        zipped.writestr("josé_gradcam.ipynb", release)  # not cut to its ASCII tail
+        zipped.writestr(".._gradcam.ipynb", release)  # no id of dots
     env = {**os.environ, "VISUALIZING_CNNS_GRADING": str(tmp_path / "grading")}
     nbgrader = Path(sys.executable).parent / "nbgrader"
     done = subprocess.run([str(nbgrader), "zip_collect", "06_gradcam"], cwd=ROOT, env=env, capture_output=True,
@@ -260,7 +262,7 @@ def test_nbgrader_zip_collect_by_hand_files_an_lms_zip_under_the_students(tmp_pa
     assert done.returncode == 0, done.stderr
     submitted = tmp_path / "grading" / "submitted"
     assert sorted(p.relative_to(submitted).as_posix() for p in submitted.rglob("*.ipynb")) == [
-        "alice/06_gradcam/gradcam.ipynb", "bob/06_gradcam/gradcam.ipynb"]
+        "alice/06_gradcam/gradcam.ipynb", "bob/06_gradcam/gradcam.ipynb", "josé/06_gradcam/gradcam.ipynb"]
 
 
 def test_the_merge_takes_only_automatic_scores_from_a_task_gradebook(grading, tmp_path):

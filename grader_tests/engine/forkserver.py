@@ -235,8 +235,9 @@ def preload() -> None:
 
 
 def serve(folder: str) -> None:
-    """Answer each request line ``{"args", "env", "cwd"}`` on stdin with ``{"pid"}``; at end of input, kill the
-    kernels still running, remove ``folder`` (their connection files and sockets) and exit."""
+    """Say first whether kernels are sandboxed here (``{"on", "why"}``), then answer each request line
+    ``{"args", "env", "cwd", "folder", "limits"}`` on stdin with ``{"pid"}``; at end of input, kill the kernels
+    still running, remove ``folder`` (their connection files and sockets) and exit."""
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # what the kernels print goes where this server's errors go, never into the replies
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the grading process: it closes our input
@@ -279,9 +280,10 @@ def _forget_ended(kernels: list[tuple[int, Any, str]]) -> list[tuple[int, Any, s
         if _running_child(pid) or (cgroup is not None and not cgroup.remove()):
             running.append((pid, cgroup, folder))
             continue
-        shutil.rmtree(folder, ignore_errors=True)
-        for leftover in (f"{folder}.root", sandbox.log_path(folder), sandbox.exit_report_path(folder)):
-            shutil.rmtree(leftover, ignore_errors=True) if os.path.isdir(leftover) else Path(leftover).unlink(missing_ok=True)
+        for directory in (folder, f"{folder}.root"):
+            shutil.rmtree(directory, ignore_errors=True)
+        for file in (sandbox.log_path(folder), sandbox.exit_report_path(folder)):
+            Path(file).unlink(missing_ok=True)
     return running
 
 
