@@ -291,7 +291,7 @@ def test_no_kernel_process_and_no_network_outlived_grading(attacked):
 def test_a_kernel_out_of_memory_or_deaf_to_interrupts_keeps_what_ran_before_with_the_reason(attacked):
     state, *_ = attacked
     hog = " ".join(state.entries[f"memoryhog/{A}"]["notes"])
-    assert "ran out of memory" in hog if OOM_KILLED else "can't allocate memory" in _feedback(attacked[3], "memoryhog")
+    assert "ran out of memory" in hog if OOM_KILLED else "allocate memory" in _feedback(attacked[3], "memoryhog")
     assert any("ignored the interrupt" in note for note in state.entries[f"ignoresinterrupts/{A}"]["notes"])
 
 
