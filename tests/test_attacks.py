@@ -176,6 +176,20 @@ except OSError as error:
     print("NETWORK: closed", type(error).__name__)
 '''
 
+FILL_THE_DISK = '''
+import os, sys
+folder = os.path.dirname(sys.argv[sys.argv.index("-f") + 1])  # its connection file's folder, on the host
+filled = 0
+try:
+    for index in range(200):
+        with open(os.path.join(folder, f"fill{index}"), "wb") as handle:
+            handle.write(bytes(2**20))
+        filled += 1
+except OSError:
+    pass
+print("FILLED MB:", filled)
+'''
+
 MEMORY_HOG = "import torch\nhog = []\nwhile True:\n    hog.append(torch.ones(2**25))  # 128 MB a step"
 IGNORE_INTERRUPTS = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"
 BIG_DISPLAY = ("from IPython.display import display\nimport base64, os\n"
@@ -221,6 +235,7 @@ def _class() -> dict[str, tuple[nbformat.NotebookNode, dict[str, str], dict[str,
         "executeresult": (_stubbed(EXECUTE_RESULT), {}, zero),
         "writesgrades": (_stubbed(WRITE_WHERE_GRADES_LIVE), {}, zero),
         "outlives": (_stubbed(OUTLIVE), {}, zero),
+        "fillsdisk": (_stubbed(FILL_THE_DISK), {}, zero),
         "memoryhog": (_after(perfect(A), "test_get_module_params_num", MEMORY_HOG), {},
                       {**zero, "test_get_module_params_num": 3.0} if OOM_KILLED else dict(TESTS)),
         "ignoresinterrupts": (_after(perfect(A), "test_conv2d_params", IGNORE_INTERRUPTS), {},
@@ -285,6 +300,7 @@ def test_tampered_records_are_flagged_to_the_instructor(attacked):
 
 def test_no_kernel_process_and_no_network_outlived_grading(attacked):
     assert "NETWORK: closed" in _feedback(attacked[3], "outlives")
+    assert "FILLED MB: 0" in _feedback(attacked[3], "fillsdisk")  # its folder on the host holds 1 MB at most
     assert _sandboxed_processes() == []
 
 

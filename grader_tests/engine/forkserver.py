@@ -251,7 +251,10 @@ def serve(folder: str) -> None:
     for line in sys.stdin:
         request = json.loads(line)
         limits = sandbox.Limits(**request["limits"])
-        cgroup = sandbox.Cgroup.create(os.path.basename(request["folder"]), limits) if why_not is None else None
+        cgroup = None
+        if why_not is None:
+            cgroup = sandbox.Cgroup.create(os.path.basename(request["folder"]), limits)
+            sandbox.cap_folder(request["folder"])
         pid = os.fork()
         if pid == 0:
             replies.close()
@@ -269,6 +272,8 @@ def serve(folder: str) -> None:
         if not (kernels := _forget_ended(kernels)):
             break
         time.sleep(0.1)
+    for _, _, kernel_folder in kernels:
+        sandbox.release_folder(kernel_folder)
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -280,6 +285,7 @@ def _forget_ended(kernels: list[tuple[int, Any, str]]) -> list[tuple[int, Any, s
         if _running_child(pid) or (cgroup is not None and not cgroup.remove()):
             running.append((pid, cgroup, folder))
             continue
+        sandbox.release_folder(folder)  # where it was capped; harmless elsewhere
         for directory in (folder, f"{folder}.root"):
             shutil.rmtree(directory, ignore_errors=True)
         for file in (sandbox.log_path(folder), sandbox.exit_report_path(folder)):

@@ -183,6 +183,28 @@ def _own_cgroup(mount: str, controller: str) -> Path:
     raise OSError(f"no {controller or 'unified'} cgroup")
 
 
+# --- the kernel's own folder: its connection file and sockets, on the host ----------------------------------------
+
+
+FOLDER_BYTES = 1 << 20
+
+
+def cap_folder(folder: str) -> None:
+    """Put a 1 MB file system in memory under ``folder`` (keeping its files), so that a kernel, which can write
+    there, cannot fill the host's disk through it. The fork server does this before it forks the kernel."""
+    kept = {path.name: path.read_bytes() for path in Path(folder).iterdir()}
+    _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"size={FOLDER_BYTES},nr_inodes=64,mode=0700")
+    for name, data in kept.items():
+        path = Path(folder, name)
+        path.write_bytes(data)
+        path.chmod(0o600)
+
+
+def release_folder(folder: str) -> None:
+    """Undo :func:`cap_folder` (its content goes with it)."""
+    _libc.umount2(folder.encode(), MNT_DETACH)
+
+
 # --- is a sandbox possible here? -----------------------------------------------------------------------------------
 
 
