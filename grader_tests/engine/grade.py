@@ -33,7 +33,6 @@ import tempfile
 import threading
 import time
 import warnings
-import zipfile
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -195,8 +194,10 @@ def _failed(task: Task, step: str, result: dict[str, Any]) -> dict[str, Any]:
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(text)
     lines = [line.strip() for line in text.splitlines() if line.strip()] or [f"nbgrader {step} failed"]
-    errors = [line for line in lines if re.match(r"[\w.]+(Error|Exception|Exit)\b", line) and "NbGraderException" not in line]
-    return {"task": asdict(task), "error": f"nbgrader {step} failed: {(errors or lines)[-1]}", "log": str(log)}
+    errors = [line for line in lines
+              if re.match(r"[\w.]+(Error|Exception|Exit)\b", line) and "NbGraderException" not in line]
+    reason = f"nbgrader {step} failed: {(errors or lines)[-1]}"
+    return {"task": asdict(task), "error": reason, "log": str(log)}
 
 
 def merge(main: Any, db: Path, assignment: str, student: str) -> None:
@@ -399,7 +400,8 @@ def _summary(state: State, rows: list[dict], out: Path) -> None:
     unsandboxed = sorted(k for k, e in state.entries.items() if e.get("sandbox", {}).get("on") is False)
     if unsandboxed:
         why = state.entries[unsandboxed[0]]["sandbox"].get("why")
-        print(f"WARNING: {len(unsandboxed)} submissions were graded WITHOUT a sandbox ({why}): their grades can be forged")
+        print(f"WARNING: {len(unsandboxed)} submissions were graded WITHOUT a sandbox ({why}): "
+              "their grades can be forged")
     for line in state.skipped:
         print(f"  skipped {line}")
     for key, notes_ in sorted(noted.items()):

@@ -380,7 +380,8 @@ class JudgeHiddenChecks(NbGraderPreprocessor):
             if is_autograded_test(cell):
                 kept, flag = _verdict(cell, kept, records)
             else:
-                flag = f"{len(records)} hidden-check record(s) in cell {index + 1}, which is no graded test" if records else None
+                flag = f"{len(records)} hidden-check record(s) in cell {index + 1}, which is no graded test"
+                flag = flag if records else None
             if flag:
                 add_note(nb, f"{FLAGGED}: {flag}; the records were ignored")
             cell.outputs = kept

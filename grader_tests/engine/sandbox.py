@@ -238,9 +238,9 @@ def enter(folder: str, workdir: str, env: dict[str, str], limits: Limits, cgroup
 
     This process (the *keeper*) stays outside the new PID namespace, with the host's file system: it waits for
     the sandbox's first process and then reports how it ended in :func:`exit_report_path` (outside the folder
-    the kernel can write to). Only the kernel returns
-    from this call, inside the sandbox, as an unprivileged user, in a copy of ``workdir``, with ``env`` filtered.
-    ``folder`` holds the kernel's connection file and sockets (the same path inside and out).
+    the kernel can write to). Only the kernel returns from this call: inside the sandbox, as an unprivileged
+    user, in a copy of ``workdir``, with ``env`` filtered. ``folder`` holds the kernel's connection file and
+    sockets (the same path inside and out).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts reach the kernel through the process group
     die_with_parent()
@@ -295,15 +295,15 @@ def _init(folder: str, workdir: str, uid: int, limits: Limits) -> None:
 def _build_root(new_root: str, folder: str, workdir: str, uid: int, limits: Limits) -> None:
     """Mount the sandbox's file system at ``new_root`` and make it the root of this mount namespace."""
     _mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
-    read_only = [p for p in SYSTEM if os.path.exists(p)] + [f"/etc/{name}" for name in ETC if os.path.exists(f"/etc/{name}")]
-    read_only += _python_paths() + _runtime_paths()
-    for path in read_only:
-        _bind(new_root, path, read_only=True)
     scratch = f"size={limits.scratch_mb}m,mode=0755,uid={uid},gid={uid}"
-    for path in (HOME, "/tmp", "/dev/shm"):
+    for path in (HOME, "/tmp", "/dev/shm"):  # first: a course installed under /tmp is bound on top, not hidden
         os.makedirs(new_root + path, mode=0o755, exist_ok=True)
         _mount("tmpfs", new_root + path, "tmpfs", MS_NOSUID | MS_NODEV, scratch)
     os.chmod(new_root + "/tmp", 0o1777)
+    read_only = [p for p in SYSTEM if os.path.exists(p)] + [f"/etc/{n}" for n in ETC if os.path.exists(f"/etc/{n}")]
+    read_only += _python_paths() + _runtime_paths()
+    for path in read_only:
+        _bind(new_root, path, read_only=True)
     for device in DEVICES:
         _bind(new_root, f"/dev/{device}", read_only=False)
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
