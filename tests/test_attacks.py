@@ -115,6 +115,19 @@ def conv2d_params(in_channels, out_channels, kernel_size, bias=True):  # right f
     return weights + (out_channels if bias else 0)
 '''
 
+FLOOD_OF_RECORDS = '''
+from IPython.display import publish_display_data
+from grader_tests.kernel import parameters as probes
+from grader_tests.kernel.record import RECORD_MIME, encode
+def _flood(info):  # twenty copies of a record that would pass, and one of 30 MB
+    if "check_conv2d_params(" in info.raw_cell:
+        record = encode(probes.check_conv2d_params.name, probes.check_conv2d_params.probe(conv2d_params))
+        for _ in range(20):
+            publish_display_data({RECORD_MIME: record, "text/plain": ""})
+        publish_display_data({RECORD_MIME: "A" * 30_000_000, "text/plain": ""})
+get_ipython().events.register("pre_run_cell", _flood)
+'''
+
 SILENCE_AND_STRIP = '''
 import re
 get_ipython().set_custom_exc((BaseException,), lambda *args, **kwargs: None)  # no error is ever shown
@@ -231,6 +244,7 @@ def _class() -> dict[str, tuple[nbformat.NotebookNode, dict[str, str], dict[str,
         "reachgrader": (_stubbed(REACH_THE_GRADER, delegate=True), {}, zero),
         "shadowpackage": (_shadowed(), SHADOW_PACKAGE, zero),
         "forgedrecord": (replace(perfect(A), "conv2d_params", FORGED_RECORD_FIRST), {}, conv_zero),
+        "floodsrecords": (_after(perfect(A), "conv2d_params", FLOOD_OF_RECORDS), {}, conv_zero),
         "stripshidden": (_stubbed(SILENCE_AND_STRIP), {}, zero),
         "executeresult": (_stubbed(EXECUTE_RESULT), {}, zero),
         "writesgrades": (_stubbed(WRITE_WHERE_GRADES_LIVE), {}, zero),
@@ -293,7 +307,7 @@ def test_the_grader_was_out_of_reach_and_nothing_outside_the_sandbox_was_written
 def test_tampered_records_are_flagged_to_the_instructor(attacked):
     state, *_ = attacked
     flagged = {key for key, entry in state.entries.items() for note in entry["notes"] if note.startswith(FLAGGED)}
-    assert flagged == {f"forgedrecord/{A}"}
+    assert flagged == {f"forgedrecord/{A}", f"floodsrecords/{A}"}
     shadowed = _feedback(attacked[3], "shadowpackage")
     assert "SHADOW: True" in shadowed and shadowed.count("HiddenTestFailed") == len(TESTS)
 

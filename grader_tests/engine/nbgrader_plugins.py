@@ -39,7 +39,7 @@ from nbgrader.preprocessors import CheckCellMetadata, ClearHiddenTests, Execute,
 from traitlets import Bool, Float, Integer, Unicode
 
 from grader_tests.judges import verdict
-from grader_tests.judges.records import decode
+from grader_tests.judges.records import MAX_RECORD_CHARS, decode
 from grader_tests.kernel.record import RECORD_MIME
 
 from .sandbox import Limits, exit_report_path
@@ -48,6 +48,10 @@ NOTES_KEY = "visualizing_cnns"
 """Cell metadata key of the "Grading notes" cell."""
 
 FIGURELESS_BACKEND = "module://grader_tests.kernel.figureless_backend"
+
+MAX_RECORDS_PER_CELL = 8
+"""More hidden-check records than this in one cell (no test cell runs as many checks) are a flood: one malformed
+record stands for the rest, so the cell scores 0 and is flagged."""
 """``MPLBACKEND`` of grading kernels unless figures are wanted."""
 
 HIDDEN_BLOCK = re.compile(r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS", re.DOTALL)
@@ -237,6 +241,7 @@ class GuardedExecute(Execute):
         self._stopped: str | None = None
         self._chars: dict[int, int] = {}
         self._display_bytes: dict[int, int] = {}
+        self._records: dict[int, int] = {}
         self._started = time.monotonic()
         self._timeouts_in_a_row = 0
         self._messages: list[str] = []
@@ -285,7 +290,13 @@ class GuardedExecute(Execute):
         if msg["msg_type"] in ("display_data", "execute_result", "update_display_data"):
             data = msg["content"].get("data", {})
             size = sum(len(value) if isinstance(value, str) else len(json.dumps(value)) for value in data.values())
-            if RECORD_MIME not in data:  # records are judged and removed; JudgeHiddenChecks bounds them
+            if RECORD_MIME in data:  # judged and removed later; a flood or an oversized one is kept as malformed
+                count = self._records[cell_index] = self._records.get(cell_index, 0) + 1
+                if count > MAX_RECORDS_PER_CELL + 1:
+                    return None
+                if count > MAX_RECORDS_PER_CELL or size > MAX_RECORD_CHARS:
+                    msg = {**msg, "content": {**msg["content"], "data": {RECORD_MIME: "dropped: over the limits"}}}
+            else:
                 before = self._display_bytes.get(cell_index, 0)
                 self._display_bytes[cell_index] = before + size
                 if self._display_bytes[cell_index] > self.max_display_bytes:
