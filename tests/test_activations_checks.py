@@ -126,7 +126,16 @@ def hook_with_print(name, module, input, output):
     hook_like_the_notebook(name, module, input, output)
 
 
+def hook_returning_output(name, module, input, output):
+    """The seed's hook_feat style: returning the output object itself changes nothing."""
+    if output.dim() == 4:
+        activation_list.append(output.detach().clone())
+        plot_activations(output, name)
+    return output
+
+
 CORRECT_HOOKS = {
+    "returns output itself": hook_returning_output,
     "reference": functools.partial(grader.show_activations_hook, activation_list),
     "like the notebook": hook_like_the_notebook,
     "clone().detach()": hook_clone_then_detach,
@@ -184,6 +193,30 @@ def hook_returning_relu(name, module, input, output):
     return output.relu()
 
 
+def hook_returning_a_detached_copy(name, module, input, output):
+    hook_like_the_notebook(name, module, input, output)
+    return output.detach().clone()  # same values, but it replaces the output and cuts the graph
+
+
+def hook_returning_what_it_stored(name, module, input, output):
+    if output.dim() == 4:
+        activation_list.append(output.detach().clone())
+        plot_activations(output, name)
+        return activation_list[-1]
+    return None
+
+
+def hook_returning_a_number(name, module, input, output):
+    hook_like_the_notebook(name, module, input, output)
+    return len(activation_list)
+
+
+def hook_detaching_the_output_in_place(name, module, input, output):
+    if output.dim() == 4:
+        activation_list.append(output.detach_().clone())
+        plot_activations(output, name)
+
+
 def hook_modifying_output(name, module, input, output):
     hook_like_the_notebook(name, module, input, output)
     with torch.no_grad():
@@ -214,7 +247,11 @@ WRONG_HOOKS = {
     "no figure": (hook_without_plot, "draw"),
     "stores 2-D outputs too": (hook_storing_everything, "only 4-D"),
     "appends twice": (hook_appending_twice, "exactly one"),
-    "returns a new output": (hook_returning_relu, "changed the model's output"),
+    "returns a new output": (hook_returning_relu, "returns a tensor of shape"),
+    "returns a detached copy": (hook_returning_a_detached_copy, "return nothing"),
+    "returns its stored copy": (hook_returning_what_it_stored, "PyTorch replaces the layer's output"),
+    "returns a number": (hook_returning_a_number, "returns a int"),
+    "detaches the output in place": (hook_detaching_the_output_in_place, "cut the layer's output from the autograd"),
     "modifies the output in place": (hook_modifying_output, "changed the layer's output"),
     "appends to a new list": (hook_rebinding_the_list, "grew by 0"),
     "stub": (hook_stub, "not implemented yet"),
@@ -273,7 +310,63 @@ def register_reference(model, names):
     return grader.register_activation_hooks(model, names, show_activations_hook)
 
 
+def register_with_a_default_argument(model, names, hook=show_activations_hook):
+    """The hook bound when the function was defined: a global swap would not reach it."""
+    return [model.get_submodule(name).register_forward_hook(functools.partial(hook, name)) for name in names]
+
+
+hook_alias = show_activations_hook  # a cell-level alias
+
+
+def register_through_an_alias(model, names):
+    return [model.get_submodule(name).register_forward_hook(functools.partial(hook_alias, name)) for name in names]
+
+
+bound_hook = functools.partial(show_activations_hook)  # a partial built at cell level
+hook_for = functools.partial(functools.partial, show_activations_hook)  # hook_for(name) is the bound hook
+
+
+def register_through_a_cell_level_partial(model, names):
+    return [model.get_submodule(name).register_forward_hook(functools.partial(bound_hook, name)) for name in names]
+
+
+def register_through_a_partial_factory(model, names):
+    return [model.get_submodule(name).register_forward_hook(hook_for(name)) for name in names]
+
+
+class _Partial(functools.partial):
+    """A subclass: functools does not flatten it, so the probe sees partials nested in partials."""
+
+
+def register_through_nested_partials(model, names):
+    return [model.get_submodule(n).register_forward_hook(functools.partial(_Partial(show_activations_hook), n)) for n in names]
+
+
+def register_with_a_closure(model, names, hook=show_activations_hook):
+    def bound(name):
+        def forward_hook(module, inp, out):
+            return hook(name, module, inp, out)
+
+        return forward_hook
+
+    return [model.get_submodule(name).register_forward_hook(bound(name)) for name in names]
+
+
+def register_with_lambdas_binding_the_hook(model, names):
+    return [
+        model.get_submodule(n).register_forward_hook(lambda m, i, o, n=n, hook=show_activations_hook: hook(n, m, i, o))
+        for n in names
+    ]
+
+
 CORRECT_REGISTRATIONS = {
+    "default argument": register_with_a_default_argument,
+    "alias": register_through_an_alias,
+    "cell-level partial": register_through_a_cell_level_partial,
+    "cell-level partial factory": register_through_a_partial_factory,
+    "nested partials": register_through_nested_partials,
+    "closure over a default argument": register_with_a_closure,
+    "lambdas binding the hook": register_with_lambdas_binding_the_hook,
     "reference": register_reference,
     "like the notebook": register_like_the_notebook,
     "named_modules, tuple": register_with_named_modules,
@@ -367,3 +460,28 @@ def test_check_register_restores_a_namespace_without_the_hook():
     )
     probes.check_register_activation_hooks(namespace["register"])
     assert "show_activations_hook" not in namespace
+
+
+def test_check_register_does_not_call_the_students_hook_and_leaves_it_as_it_was():
+    """The stub hook raises if called; a working hook would append and plot: neither may happen."""
+    namespace = {"functools": functools, "calls": []}
+    exec(  # noqa: S102 - a notebook's namespace of its own
+        "def show_activations_hook(name, module, input, output):\n"
+        "    calls.append(name)\n"
+        "    raise NotImplementedError\n"
+        "def register(model, names, hook=show_activations_hook):\n"
+        "    return [model.get_submodule(n).register_forward_hook(functools.partial(hook, n)) for n in names]\n",
+        namespace,
+    )
+    hook = namespace["show_activations_hook"]
+    probes.check_register_activation_hooks(namespace["register"])
+    assert namespace["calls"] == [] and namespace["show_activations_hook"] is hook
+    assert namespace["register"].__defaults__ == (hook,)
+
+
+def test_stand_in_recognises_the_hook_by_identity_only():
+    recorder = probes._Recorder()
+    assert probes.stand_in(functools.partial(hook_like_the_notebook, "x"), show_activations_hook, recorder) is None
+    assert probes.stand_in(lambda m, i, o: None, show_activations_hook, recorder) is None
+    standing = probes.stand_in(functools.partial(_Partial(show_activations_hook, "a"), "b"), show_activations_hook, recorder)
+    assert standing.func is recorder and standing.args == ("a", "b")

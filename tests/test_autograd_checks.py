@@ -364,6 +364,17 @@ def sgd_rebinds(model, images, labels, lr):
     return loss.item()
 
 
+def sgd_skips_the_biases(model, images, labels, lr):
+    model.zero_grad()
+    loss = F.cross_entropy(model(images), labels)
+    loss.backward()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if not name.endswith("bias"):
+                parameter -= lr * parameter.grad
+    return loss.item()
+
+
 def sgd_without_no_grad(model, images, labels, lr):
     model.zero_grad()
     loss = F.cross_entropy(model(images), labels)
@@ -401,7 +412,8 @@ def test_check_sgd_step_accepts(student) -> None:
         (sgd_no_zeroing, "left over from an earlier step"),
         (sgd_loss_after, "wrong loss"),
         (sgd_ascent, "wrong values"),
-        (sgd_rebinds, "wrong values"),
+        (sgd_rebinds, "left every parameter unchanged"),
+        (sgd_skips_the_biases, "is unchanged after the step"),
         (sgd_without_no_grad, "RuntimeError"),
         (sgd_switches_to_train, "train/eval mode"),
         (sgd_train_then_restore, "wrong"),
@@ -411,6 +423,19 @@ def test_check_sgd_step_accepts(student) -> None:
 def test_check_sgd_step_rejects(student, message) -> None:
     with pytest.raises(AssertionError, match=message):
         probes.check_sgd_step(student)
+
+
+@pytest.mark.parametrize("student", [sgd_ascent, sgd_no_zeroing, sgd_skips_the_biases])
+def test_check_sgd_step_says_unchanged_only_when_nothing_moved(student) -> None:
+    with pytest.raises(AssertionError) as failure:
+        probes.check_sgd_step(student)
+    assert "left every parameter unchanged" not in str(failure.value)
+
+
+def test_check_sgd_step_does_not_call_unmoved_parameters_wrong_values() -> None:
+    with pytest.raises(AssertionError) as failure:
+        probes.check_sgd_step(sgd_rebinds)
+    assert "unchanged" in str(failure.value) and "wrong values" not in str(failure.value)
 
 
 def test_checks_do_not_print() -> None:

@@ -410,6 +410,77 @@ def test_cam_side_effect_check_rejects_side_effects(student, message):
         probes.check_class_activation_map_side_effects(student)
 
 
+# --- each bug costs its own cell: the side-effect checks judge the student's results against each other -------
+
+GRADCAM_SIDE_EFFECT_CHECKS = [probes.check_vis_gradcam_hooks, probes.check_vis_gradcam_no_grads, probes.check_vis_gradcam_mode]
+
+
+@pytest.mark.parametrize("name", [name for name in WRONG_GRADCAMS if name != "stub"])
+def test_a_value_bug_of_vis_gradcam_costs_the_value_cell_only(name):
+    with pytest.raises(AssertionError, match="wrong values"):
+        probes.check_vis_gradcam(WRONG_GRADCAMS[name])
+    for check in GRADCAM_SIDE_EFFECT_CHECKS:
+        check(WRONG_GRADCAMS[name])  # no second point lost
+
+
+def vis_gradcam_with_channels_left(vgg, img):
+    """A shape error: the (K, H, W) weighted features, not their sum."""
+    with evaluating(vgg), capture_activations(vgg, ["backbone.bn5_2"], detach=False) as saved:
+        scores = vgg(img[None])
+        (grad,) = torch.autograd.grad(scores[0].max(), saved["backbone.bn5_2"])
+    weighted = (grad.mean((2, 3), keepdim=True) * saved["backbone.bn5_2"].detach()).clamp_min(0)
+    return F.interpolate(weighted, size=img.shape[-2:], mode="bilinear", align_corners=False)[0]
+
+
+def test_a_shape_error_of_vis_gradcam_is_not_called_an_eval_mode_problem():
+    with pytest.raises(AssertionError, match="has shape"):
+        probes.check_vis_gradcam(vis_gradcam_with_channels_left)
+    for check in GRADCAM_SIDE_EFFECT_CHECKS:
+        check(vis_gradcam_with_channels_left)
+
+
+def vis_gradcam_without_relu_in_whatever_mode(vgg, img):
+    with capture_activations(vgg, ["backbone.bn5_2"], detach=False) as saved:
+        scores = vgg(img[None])
+        (grad,) = torch.autograd.grad(scores[0].max(), saved["backbone.bn5_2"])
+    cam = (grad.mean((2, 3), keepdim=True) * saved["backbone.bn5_2"]).sum(1, keepdim=True).detach()
+    return F.interpolate(cam, size=img.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+
+
+def test_a_value_bug_and_a_mode_bug_cost_one_cell_each():
+    with pytest.raises(AssertionError, match="wrong values"):
+        probes.check_vis_gradcam(vis_gradcam_without_relu_in_whatever_mode)
+    with pytest.raises(AssertionError, match="compute in eval mode"):
+        probes.check_vis_gradcam_mode(vis_gradcam_without_relu_in_whatever_mode)
+    probes.check_vis_gradcam_hooks(vis_gradcam_without_relu_in_whatever_mode)
+    probes.check_vis_gradcam_no_grads(vis_gradcam_without_relu_in_whatever_mode)
+
+
+@pytest.mark.parametrize("check", GRADCAM_SIDE_EFFECT_CHECKS + [probes.check_class_activation_map_side_effects])
+def test_side_effect_checks_say_when_the_function_raised(check):
+    with pytest.raises(AssertionError, match="not implemented yet"):
+        check(stub)
+
+
+@pytest.mark.parametrize("name", [name for name in WRONG_CAMS if name != "stub"])
+def test_a_value_bug_of_class_activation_map_costs_the_value_cell_only(name):
+    with pytest.raises(AssertionError):
+        probes.check_class_activation_map(WRONG_CAMS[name])
+    probes.check_class_activation_map_side_effects(WRONG_CAMS[name])  # no second point lost
+
+
+def cam_in_whatever_mode(model, img, class_idx):
+    with torch.no_grad(), capture_activations(model, ["backbone.relu5_2"]) as saved:
+        model(img[None])
+    return torch.einsum("k,khw->hw", model.fc.weight[class_idx].detach(), saved["backbone.relu5_2"][0])
+
+
+def test_cam_side_effect_check_rejects_a_map_computed_in_train_mode():
+    probes.check_class_activation_map(cam_in_whatever_mode)  # right values on a model in eval mode ...
+    with pytest.raises(AssertionError, match="compute in eval mode"):  # ... but not in train mode
+        probes.check_class_activation_map_side_effects(cam_in_whatever_mode)
+
+
 def test_hidden_cases_make_the_wrong_variants_distinguishable():
     """On the hidden inputs the Grad-CAM maps change sign (so the ReLU matters) and are not constant."""
     model = calibrated_hidden_model()

@@ -317,6 +317,91 @@ def test_side_effect_check_rejects_side_effects_that_the_value_check_accepts(stu
         probes.check_saliency_map_side_effects(student)
 
 
+# --- each bug costs its own cell: the side-effect checks judge the student's results against each other -------
+
+
+VALUE_BUGS_OF_THE_GRADIENT = {
+    "softmax instead of the logit": gradient_of_softmax,
+    "all scores": gradient_of_all_scores,
+    "wrong sign": lambda scores, image, class_idx: -gradient_with_autograd(scores, image, class_idx),
+    "batch dim kept (a shape error)": gradient_with_batch_dim,
+    "zeros": lambda scores, image, class_idx: torch.zeros_like(image[0]),
+}
+
+
+@pytest.mark.parametrize("student", VALUE_BUGS_OF_THE_GRADIENT.values(), ids=VALUE_BUGS_OF_THE_GRADIENT.keys())
+def test_a_value_bug_of_the_gradient_costs_the_value_cell_only(student):
+    with pytest.raises(AssertionError, match="wrong values|has shape"):
+        probes.check_compute_gradient_score(student)
+    probes.check_compute_gradient_score_no_accumulation(student)  # no second point lost
+
+
+def test_accumulation_check_says_when_the_function_raised():
+    with pytest.raises(AssertionError, match="not implemented yet"):
+        probes.check_compute_gradient_score_no_accumulation(stub)
+
+    def fails_on_the_second_call(scores, image, class_idx):
+        if image.grad is not None:
+            raise RuntimeError("image.grad is already set")
+        scores[class_idx].backward()
+        return image.grad[0].clone()
+
+    with pytest.raises(AssertionError, match="raised RuntimeError"):
+        probes.check_compute_gradient_score_no_accumulation(fails_on_the_second_call)
+
+
+def test_accumulation_check_rejects_a_second_result_that_depends_on_the_first():
+    """Not the sum, but still not independent: a running mean of the gradients stored on the image tensor."""
+
+    def running_mean(scores, image, class_idx):
+        (gradient,) = torch.autograd.grad(scores[class_idx], image)
+        calls = getattr(image, "calls", [])
+        image.calls = [*calls, gradient[0]]
+        return torch.stack(image.calls).mean(0)
+
+    with pytest.raises(AssertionError, match="differs from what the same call returns on a fresh image tensor"):
+        probes.check_compute_gradient_score_no_accumulation(running_mean)
+
+
+saliency_of_the_wrong_sign_gradient = _saliency_from(lambda g: (-g).amax(0))
+saliency_with_channels_left = _saliency_from(lambda g: g.abs())
+
+
+VALUE_BUGS_OF_THE_MAP = {
+    "sum over channels": saliency_sum_over_channels,
+    "mean over channels": saliency_mean_over_channels,
+    "no abs": saliency_without_abs,
+    "softmax": saliency_of_softmax,
+    "wrong sign, no abs": saliency_of_the_wrong_sign_gradient,
+    "channels kept (a shape error)": saliency_with_channels_left,
+}
+
+
+@pytest.mark.parametrize("student", VALUE_BUGS_OF_THE_MAP.values(), ids=VALUE_BUGS_OF_THE_MAP.keys())
+def test_a_value_bug_of_the_map_costs_the_value_cell_only(student):
+    with pytest.raises(AssertionError, match="wrong values|has shape"):
+        probes.check_saliency_map(student)
+    probes.check_saliency_map_side_effects(student)  # computed in eval mode, no side effect: no second point lost
+
+
+def test_side_effect_check_says_when_the_map_raised():
+    with pytest.raises(AssertionError, match="not implemented yet"):
+        probes.check_saliency_map_side_effects(stub)
+
+
+def test_a_shape_error_in_train_mode_is_not_called_an_eval_mode_problem():
+    """Computed in train mode *and* with the channels kept: the message is about eval mode, and only because the
+    mode changes the result; the same shape error in eval mode passes the side-effect cell."""
+
+    def channels_kept_in_whatever_mode(model, image, class_idx):
+        x = image[None].clone().requires_grad_()
+        return gradient_with_autograd(model(x)[0], x, class_idx).abs()
+
+    with pytest.raises(AssertionError, match="compute in eval mode"):
+        probes.check_saliency_map_side_effects(channels_kept_in_whatever_mode)
+    probes.check_saliency_map_side_effects(saliency_with_channels_left)
+
+
 def test_calibrated_hidden_model_discriminates():
     """The hidden model's logits depend on the image and its saliency is far from constant."""
     model = inputs.calibrated_hidden_model()

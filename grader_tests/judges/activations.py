@@ -6,7 +6,8 @@ Conventions (stated in the notebook):
 * ``show_activations_hook(name, module, input, output)`` is a forward hook whose first argument is bound with
   ``functools.partial``. For a 4-D ``output (N, C, H, W)`` it appends ``output.detach().clone()`` (the whole
   batch) to the notebook's ``activation_list`` and draws it with ``plot_activations``; other outputs are ignored.
-  It returns ``None``: the forward pass goes on unchanged. The clone is required: the output tensor flows on
+  It returns ``None`` (returning ``output`` itself changes nothing either; anything else would replace the
+  layer's output): the forward pass goes on unchanged. The clone is required: the output tensor flows on
   into the next layer, and an in-place op there (``ReLU(inplace=True)``, as in the seed's model) would rewrite a
   stored view. The detach is required: a stored tensor with autograd history keeps the graph of every forward
   pass alive.
@@ -84,15 +85,27 @@ def _matches(value: Any, expected: torch.Tensor) -> bool:
 def _judge_direct_call(facts: Observations, dtype: torch.dtype) -> None:
     _, x, output = hidden_tensors(dtype)
     output = output.detach()
-    returned(facts["call"], "show_activations_hook(name, module, input, output)")
+    value = returned(facts["call"], "show_activations_hook(name, module, input, output)")
+    if value is not None and not facts["returned_output"]:
+        raise AssertionError(
+            f"show_activations_hook returns {_describe(value)}: PyTorch replaces the layer's output with what a "
+            "forward hook returns (a detached copy cuts the autograd graph of the rest of the model). The hook "
+            "should only look at the output: return nothing"
+        )
     if (grew := facts["grew"]) != 1:
         raise AssertionError(
             f"one call of show_activations_hook with a 4-D output should append exactly one activation to "
             f"activation_list; the list grew by {grew}"
         )
     stored = restore(facts["stored"])
-    if not _matches(restore(facts["output"]), output):
+    output_after = restore(facts["output"])
+    if not _matches(output_after, output):
         raise AssertionError("show_activations_hook changed the layer's output: the hook should only look at it")
+    if not output_after.has_history:
+        raise AssertionError(
+            "show_activations_hook cut the layer's output from the autograd graph (detach_() works in place): "
+            "detach the copy you store, not the output"
+        )
     if not isinstance(stored, Recorded):
         raise AssertionError(f"show_activations_hook appended {_describe(stored)}; it should append a tensor")
     if tuple(stored.tensor.shape) == tuple(x.shape) and torch.allclose(stored.tensor.to(dtype), x):

@@ -155,6 +155,7 @@ def check_sgd_step(observations: Observations) -> None:
     the returned loss and the untouched train/eval flags are compared with the reference."""
     model, images, labels, lr = sgd_problem()
     stale = {name: parameter.grad.clone() for name, parameter in model.named_parameters()}
+    before = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
     expected_loss = sgd_step(model, images, labels, lr)
     expected = {name: parameter.detach() for name, parameter in model.named_parameters()}
 
@@ -170,7 +171,20 @@ def check_sgd_step(observations: Observations) -> None:
     if _matches_stale_update(parameters, expected, stale, lr):
         raise AssertionError(f"{what}: the update also used the gradients left over from an earlier step "
                              "(.backward() adds to .grad): clear them before the backward pass")
+    moved = [name for name in expected if not torch.equal(expected[name], before[name])]
+    unchanged = [
+        name for name in moved
+        if isinstance(parameters.get(name), torch.Tensor) and parameters[name].shape == before[name].shape
+        and torch.equal(parameters[name], before[name])
+    ]
+    if unchanged and len(unchanged) == len(moved):
+        raise AssertionError(
+            f"{what} left every parameter unchanged: update them in place (parameter -= lr * parameter.grad inside "
+            "torch.no_grad()); `parameter = parameter - ...` only rebinds a local name"
+        )
     for name, parameter in parameters.items():
+        if name in unchanged:
+            raise AssertionError(f"{what}: parameter {name} is unchanged after the step; update every parameter")
         assert_tensor_close(parameter, expected[name], f"{what}: parameter {name} after the step", rtol=1e-6, atol=1e-9)
 
 

@@ -8,8 +8,10 @@ the spatial mean of ``d s_c / d A``; maps are upsampled bilinearly with ``align_
 The hidden checks of ``06_gradcam`` (``check_vis_gradcam*``, ``check_class_activation_map*``): the probes of
 :mod:`grader_tests.kernel.gradcam` run the student's function on a hidden model and hidden images
 (:func:`~grader_tests.kernel.inputs.calibrated_hidden_model`, sizes other than 224, float64 too) and record what
-happened; the judges here compare with the references. The side effects (hooks left, ``.grad`` left, train mode
-changed) are separate checks, so each costs its own point.
+happened; the value judges here compare with the references. The side effects (hooks left, ``.grad`` left, train
+mode changed) are separate checks, so each costs its own point; they judge the student's results against each
+other (train mode against the student's own eval-mode result), never against a reference, so that a wrong value
+costs its value cell only.
 """
 
 from __future__ import annotations
@@ -135,9 +137,9 @@ def check_vis_gradcam_no_grads(observations: Observations) -> None:
 
 @judge
 def check_vis_gradcam_mode(observations: Observations) -> None:
-    """``vis_gradcam`` computes in eval mode and gives each module its mode back."""
-    model, img, _ = cases(torch.float32)[2]
-    assert_computed_in_eval_mode(observations, vis_gradcam(model, img), "vis_gradcam")
+    """``vis_gradcam`` computes in eval mode (its map on a model in train mode is its own map in eval mode) and
+    gives each module its mode back. No reference: wrong values are the cell of ``check_vis_gradcam``."""
+    assert_computed_in_eval_mode(observations, "vis_gradcam")
 
 
 @judge
@@ -153,12 +155,13 @@ def check_class_activation_map(observations: Observations) -> None:
 
 @judge
 def check_class_activation_map_side_effects(observations: Observations) -> None:
-    """``class_activation_map`` removes its hooks (also when the forward fails), computes in eval mode and
-    restores each module's mode."""
-    model, img, class_idx = cases(torch.float32)[1]
+    """``class_activation_map`` removes its hooks (also when the forward fails), computes in eval mode (its map
+    on a model in train mode is its own map in eval mode) and restores each module's mode. No reference: wrong
+    values are the cell of ``check_class_activation_map``."""
+    returned(observations["call"], "class_activation_map on a model in train mode")
     if (left := observations["hooks_left"]) > 0:
         raise AssertionError(f"class_activation_map leaves {left} hook(s) registered on the model")
-    assert_computed_in_eval_mode(observations, class_activation_map(model, img, class_idx), "class_activation_map")
+    assert_computed_in_eval_mode(observations, "class_activation_map")
     if (left := observations["left_after_failure"]) > 0:
         raise AssertionError(
             f"class_activation_map leaves {left} hook(s) registered when the forward pass raises: remove them in a "

@@ -2,16 +2,28 @@
 
 The notebook's hook appends to a notebook-global list. The hook's probe therefore receives that list object and
 looks at what the student's hook put there (and takes it out again afterwards), and it calls the hook directly
-with a module, an input and an output it made, then registers it (with ``functools.partial``) on a float64 model.
-For the registration, the probe swaps the notebook's global ``show_activations_hook`` for a :class:`_Recorder`
-while it runs, so the registration is graded on its own. They record what was appended, the output after the
-hook, figures opened, hook counts and what the recorder received. Judged in :mod:`grader_tests.judges.activations`.
+with a module, an input and an output it made (what it returned, and the output afterwards), then registers it
+(with ``functools.partial``) on a float64 model.
+
+The registration is graded on its own, whatever the state of the student's hook (a stub that raises included):
+after ``register_activation_hooks`` ran, the probe looks at the hook objects registered on the model's modules and
+puts a :class:`_Recorder` in the place of each one that is the student's hook, recognised by identity however it
+was bound: the notebook's ``show_activations_hook`` function object itself, or a ``functools.partial`` of it
+(nested partials too, the partial built anywhere: in the function, at cell level, through a default argument or an
+alias); the recorder receives the same arguments. A plain function registered as the hook that refers to the
+student's hook through a default argument or a closure cell is replaced by a copy of it that refers to the
+recorder instead, and while the probe runs forward passes the notebook's global ``show_activations_hook`` is the
+recorder too (for hooks that look it up when they run, like a lambda). They record what was appended, what the
+hook returned, the output after the hook, figures opened, hook counts and what the recorder received. Judged in
+:mod:`grader_tests.judges.activations`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Sequence
+import types
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Self
 
 import matplotlib.pyplot as plt
@@ -88,7 +100,8 @@ class _Figures:
 
 class _Recorder:
     """Stands in for the notebook's ``show_activations_hook``: records ``(name, module, snapshot of output)`` per
-    call (snapshot at once, so nothing later in the forward pass can change it)."""
+    call (snapshot at once, so nothing later in the forward pass can change it), and returns ``None``. It takes
+    the arguments the notebook's hook takes, so a hook bound the wrong way fails here as it would there."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, nn.Module, Any]] = []
@@ -97,19 +110,93 @@ class _Recorder:
         self.calls.append((name, module, snapshot(output)))
 
 
+def unbind(hook: Any) -> tuple[Any, tuple, dict[str, Any]]:
+    """``(function, args, keywords)`` of a ``functools.partial`` (nested ones flattened, as calling them does);
+    ``(hook, (), {})`` for anything else."""
+    args: tuple = ()
+    keywords: dict[str, Any] = {}
+    while isinstance(hook, functools.partial):
+        args, keywords = (*hook.args, *args), {**hook.keywords, **keywords}
+        hook = hook.func
+    return hook, args, keywords
+
+
+def _cell_holds(cell: Any, target: Any) -> bool:
+    try:
+        return cell.cell_contents is target
+    except ValueError:  # an empty cell
+        return False
+
+
+def stand_in(hook: Any, target: Any, recorder: _Recorder) -> Any:
+    """What the probe registers in the place of ``hook``: a partial of the recorder with the same bound arguments
+    where ``hook`` is ``target`` (the student's hook) or a partial of it; a copy of a plain function that refers
+    to ``target`` through a default argument or a closure cell, with those references pointing to the recorder;
+    ``None`` for any other hook (left in place)."""
+    if target is _MISSING:
+        return None
+    function, args, keywords = unbind(hook)
+    if function is target:
+        return functools.partial(recorder, *args, **keywords)
+    if not isinstance(hook, types.FunctionType):
+        return None
+    defaults, kwdefaults, closure = hook.__defaults__, hook.__kwdefaults__, hook.__closure__
+    refers = (
+        any(value is target for value in defaults or ())
+        or any(value is target for value in (kwdefaults or {}).values())
+        or any(_cell_holds(cell, target) for cell in closure or ())
+    )
+    if not refers:
+        return None
+    if defaults:
+        defaults = tuple(recorder if value is target else value for value in defaults)
+    if kwdefaults:
+        kwdefaults = {key: recorder if value is target else value for key, value in kwdefaults.items()}
+    if closure:
+        closure = tuple(types.CellType(recorder) if _cell_holds(cell, target) else cell for cell in closure)
+    copy = types.FunctionType(hook.__code__, hook.__globals__, hook.__name__, defaults, closure)
+    copy.__kwdefaults__ = kwdefaults
+    return copy
+
+
+def _replace_student_hooks(model: nn.Module, target: Any, recorder: _Recorder) -> None:
+    """Put a stand-in (:func:`stand_in`) in the place of each forward hook on ``model`` that is the student's
+    hook, under the same key of the same dict: order and handles stay as the student's code left them."""
+    for module in model.modules():
+        for key, hook in list(module._forward_hooks.items()):
+            replacement = stand_in(hook, target, recorder)
+            if replacement is not None:
+                module._forward_hooks[key] = replacement
+
+
+@contextlib.contextmanager
+def _global_hook(namespace: dict[str, Any], recorder: _Recorder) -> Iterator[None]:
+    """The notebook's global ``show_activations_hook`` is ``recorder`` inside the block, and as before after it."""
+    saved = namespace.get("show_activations_hook", _MISSING)
+    namespace["show_activations_hook"] = recorder
+    try:
+        yield
+    finally:
+        if saved is _MISSING:
+            namespace.pop("show_activations_hook", None)
+        else:
+            namespace["show_activations_hook"] = saved
+
+
 # --- the hook -------------------------------------------------------------------------------------------
 
 
 def _probe_direct_call(hook: Callable[..., Any], activation_list: list, dtype: torch.dtype) -> Observations:
-    """Call the hook as PyTorch would, on a 4-D output, then change the output in place like an in-place ReLU."""
+    """Call the hook as PyTorch would, on a 4-D output (what it returned, and whether that is the output object
+    itself), then change the output in place like an in-place ReLU."""
     conv, x, output = hidden_tensors(dtype)
     start = len(activation_list)
     with _Figures() as figures:
-        outcome = call(hook, "hidden.conv", conv, (x,), output)
+        outcome, value = call_keeping(hook, "hidden.conv", conv, (x,), output)
     stored = activation_list[-1] if len(activation_list) > start else None
     facts = {
-        "call": outcome, "grew": len(activation_list) - start, "output": snapshot(output), "stored": snapshot(stored),
-        "figures": figures.opened,
+        "call": outcome, "returned_output": value is output, "grew": len(activation_list) - start,
+        "output": snapshot(output), "stored": snapshot(stored), "figures": figures.opened,
     }
     with torch.no_grad():
         output.relu_()  # what the next layer does in a model with ReLU(inplace=True)
@@ -165,15 +252,22 @@ def check_show_activations_hook(hook: Callable[..., Any], activation_list: list)
 # --- the registration -----------------------------------------------------------------------------------
 
 
-def _probe_registration(register: Callable[..., Any], recorder: _Recorder, names: Sequence[str]) -> Observations:
-    """Register, count the hooks, run a forward pass (what the recorder received), remove the first handle, then
-    the others, and run again. Stops after the call when no list or tuple of handles came back, and before the
-    removals when a handle has no ``remove``."""
+def _probe_registration(
+    register: Callable[..., Any], namespace: dict[str, Any], recorder: _Recorder, names: Sequence[str]
+) -> Observations:
+    """Register, count the hooks, put the recorder in the place of the student's hook (:func:`stand_in`), run a
+    forward pass (what the recorder received), remove the first handle, then the others, and run again. Stops
+    after the call when no list or tuple of handles came back, and before the removals when a handle has no
+    ``remove``."""
     model = hidden_model()
     images = hidden_images(n=1)
     modules = dict(model.named_modules())
     qualified = {id(module): name for name, module in modules.items()}
-    outcome, handles = call_keeping(register, model, list(names))
+    # a notebook without the hook (its cell deleted) gets the recorder during the call, so registration is
+    # still graded on its own; otherwise register sees the student's hook, and the probe recognises it afterwards
+    missing = "show_activations_hook" not in namespace
+    with _global_hook(namespace, recorder) if missing else contextlib.nullcontext():
+        outcome, handles = call_keeping(register, model, list(names))
     facts: Observations = {"call": outcome}
     try:
         if not isinstance(handles, (list, tuple)):
@@ -181,8 +275,9 @@ def _probe_registration(register: Callable[..., Any], recorder: _Recorder, names
         facts["removable"] = [callable(getattr(handle, "remove", None)) for handle in handles]
         facts["forward_hooks"] = {name: len(modules[name]._forward_hooks) for name in names}
         facts["hooks"] = count_hooks(model)
+        _replace_student_hooks(model, namespace.get("show_activations_hook", _MISSING), recorder)
         recorder.calls.clear()
-        with torch.no_grad():
+        with torch.no_grad(), _global_hook(namespace, recorder):
             facts["logits"] = call(model, images)
         facts["calls"] = [
             {"name": snapshot(bound), "module": qualified.get(id(module)), "output": output}
@@ -196,35 +291,26 @@ def _probe_registration(register: Callable[..., Any], recorder: _Recorder, names
             call(handle.remove)
         facts["hooks_after_removal"] = count_hooks(model)
         recorder.calls.clear()
-        with torch.no_grad():
+        with torch.no_grad(), _global_hook(namespace, recorder):
             call(model, images)
         facts["calls_after_removal"] = len(recorder.calls)
         return facts
     finally:
-        for module in model.modules():
+        for module in model.modules():  # the probe's own model: every hook, the student's and the stand-ins, goes
             module._forward_hooks.clear()
 
 
 @probe
 def check_register_activation_hooks(register: Callable[..., Any]) -> Observations:
-    """The student's ``register_activation_hooks`` on each of :data:`REGISTRATION_CASES`.
-
-    While the probe runs, the global ``show_activations_hook`` that ``register`` sees (the notebook's namespace)
-    is a recorder, so the probe sees which name and which layer each registered hook passes on."""
+    """The student's ``register_activation_hooks`` on each of :data:`REGISTRATION_CASES`, on its own: whatever
+    the student's hook does, the hooks it registered call a recorder in its place (see the module's docstring),
+    so the probe sees which name and which layer each registered hook passes on."""
     namespace = getattr(register, "__globals__", None)
     if namespace is None:
         return {"in_notebook": False}
-    saved = namespace.get("show_activations_hook", _MISSING)
     recorder = _Recorder()
-    namespace["show_activations_hook"] = recorder
-    try:
-        with _Figures():
-            return {
-                "in_notebook": True,
-                "cases": [_probe_registration(register, recorder, names) for names in REGISTRATION_CASES],
-            }
-    finally:
-        if saved is _MISSING:
-            namespace.pop("show_activations_hook", None)
-        else:
-            namespace["show_activations_hook"] = saved
+    with _Figures():
+        return {
+            "in_notebook": True,
+            "cases": [_probe_registration(register, namespace, recorder, names) for names in REGISTRATION_CASES],
+        }

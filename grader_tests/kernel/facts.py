@@ -1,5 +1,10 @@
 """Side effects a probe writes down: hooks left on a model, parameter gradients, train/eval modes, the caller's
-image. Each is a fact the judge checks (:mod:`grader_tests.judges.common`); code written to forge it can."""
+image. Each is a fact the judge checks (:mod:`grader_tests.judges.common`); code written to forge it can.
+
+A side-effect check judges the student's function against *itself*, never against the reference: its value
+check is another cell, so a wrong value must not cost a side-effect cell too. "Computed in eval mode", for
+example, is the result on a model put in train mode (:func:`call_in_train_mode`) against the student's own
+result on the same model in eval mode (:func:`call_in_eval_mode`)."""
 
 from __future__ import annotations
 
@@ -54,3 +59,10 @@ def call_in_train_mode(student: Callable[..., Any], model: nn.Module, *args: Any
         "call": outcome, "before": before, "after": modes(model), "hooks_left": hook_count(model) - hooks,
         "grads": gradient_sizes(model),
     }
+
+
+def call_in_eval_mode(student: Callable[..., Any], model: nn.Module, *args: Any) -> dict[str, Any]:
+    """Call the student's function on ``model`` (a fresh copy of the one :func:`call_in_train_mode` used) in eval
+    mode: its outcome, the student's own answer that the train-mode call must reproduce."""
+    model.eval()
+    return call(student, model, *args)

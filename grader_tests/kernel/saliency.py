@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .facts import call_in_train_mode, input_state
+from .facts import call_in_eval_mode, call_in_train_mode, input_state
 from .inputs import cached_hidden_images, calibrated_hidden_model
 from .record import Observations, call, call_keeping, probe, snapshot
 
@@ -50,13 +50,17 @@ def check_compute_gradient_score(student: Callable[..., Any]) -> Observations:
 
 @probe
 def check_compute_gradient_score_no_accumulation(student: Callable[..., Any]) -> Observations:
-    """Two calls on the same image tensor (for two classes): each result, and the first after the second."""
+    """Two calls on the same image tensor (for two classes): each result, and the first after the second; then
+    the second class again on a fresh tensor, the student's own answer that the second call must reproduce."""
     model, image, first_class = cases(torch.float32)[1]
     x = batch(image)
     with torch.enable_grad():
         first, first_value = call_keeping(student, model(x)[0], x, first_class)
         second = call(student, model(x)[0], x, SECOND_CLASS)
-    return {"first": first, "second": second, "first_after_second": snapshot(first_value)}
+        first_after_second = snapshot(first_value)
+        fresh = batch(image)
+        alone = call(student, model(fresh)[0], fresh, SECOND_CLASS)
+    return {"first": first, "second": second, "first_after_second": first_after_second, "alone": alone}
 
 
 @probe
@@ -71,7 +75,11 @@ def check_saliency_map(student: Callable[..., Any]) -> Observations:
 
 @probe
 def check_saliency_map_side_effects(student: Callable[..., Any]) -> Observations:
-    """``saliency_map`` on a model in train mode: its result, the modes, parameter gradients, the caller's image."""
+    """``saliency_map`` on a model in train mode: its result, the modes, parameter gradients, the caller's image;
+    then its result on a fresh copy of the model in eval mode (what the train-mode call must reproduce)."""
     model, image, class_idx = cases(torch.float32)[0]
     image = image.clone()
-    return {**call_in_train_mode(student, model, image, class_idx), "input": input_state(image)}
+    observations = {**call_in_train_mode(student, model, image, class_idx), "input": input_state(image)}
+    fresh_model, fresh_image, _ = cases(torch.float32)[0]
+    observations["in_eval_mode"] = call_in_eval_mode(student, fresh_model, fresh_image.clone(), class_idx)
+    return observations
