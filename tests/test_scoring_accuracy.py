@@ -1,0 +1,1159 @@
+"""Scoring accuracy of the hidden checks, cell by cell, as the autograder scores a notebook.
+
+For every graded function of the six solution notebooks the table below holds answer cells a student would
+plausibly write, as *source code*:
+
+* correct alternatives (other APIs, float64 inside, numpy where the text allows it) must score the full points
+  of every graded cell whose hidden block checks that function;
+* plausible bugs must lose exactly the points of the cells listed for them (usually one: one bug, one cell), and
+  each failing cell's message must name the part that is wrong.
+
+The graded cells, their points and their hidden calls (``check_x(args...)``) are read from the notebooks, so the
+table follows the notebooks. A case runs in a namespace like the notebook's: the set-up imports, the reference
+versions of the notebook's other functions (from its solution cells), the notebook globals the checks need
+(``activation_list``), and then the student's cell, which replaces the reference of its own function.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import functools
+import importlib
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import nbformat
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import helpers
+from helpers.plotting import plot_activations
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = {
+    "01": ROOT / "solutions/01_autograd/autograd.ipynb",
+    "02": ROOT / "solutions/02_parameters/parameters.ipynb",
+    "03": ROOT / "solutions/03_filters/filters.ipynb",
+    "04": ROOT / "solutions/04_activations/activations.ipynb",
+    "05": ROOT / "solutions/05_saliency/saliency.ipynb",
+    "06": ROOT / "solutions/06_gradcam/gradcam.ipynb",
+}
+FUNCTIONS = {
+    "01": ["gradient_at", "linear_grads_autograd", "linear_grads_closed_form", "sgd_step"],
+    "02": ["get_module_params_num", "conv2d_params", "linear_params"],
+    "03": ["get_conv1_filters", "achromatic_share"],
+    "04": ["show_activations_hook", "register_activation_hooks"],
+    "05": ["compute_gradient_score", "saliency_map"],
+    "06": ["class_activation_map", "vis_gradcam"],
+}
+NOTEBOOK_OF = {function: notebook for notebook, functions in FUNCTIONS.items() for function in functions}
+
+
+# --- the notebooks: graded cells and their hidden calls -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HiddenCall:
+    module: str  # grader_tests.kernel.<topic>
+    probe: str  # check_x
+    args: tuple[str, ...]  # argument expressions, evaluated in the notebook's namespace
+
+
+@dataclass(frozen=True)
+class GradedCell:
+    grade_id: str
+    points: float
+    calls: tuple[HiddenCall, ...]
+
+    def checks(self, function: str) -> bool:
+        return any(function in call.args for call in self.calls)
+
+
+def _hidden_block(source: str) -> str:
+    start, end = source.index("### BEGIN HIDDEN TESTS"), source.index("### END HIDDEN TESTS")
+    return source[start:end]
+
+
+def _hidden_calls(source: str) -> tuple[HiddenCall, ...]:
+    tree = ast.parse(textwrap.dedent(_hidden_block(source)))
+    imported = {}
+    calls = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            imported.update({alias.asname or alias.name: node.module for alias in node.names})
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name):
+            name = node.value.func.id
+            calls.append(HiddenCall(imported[name], name, tuple(ast.unparse(arg) for arg in node.value.args)))
+    return tuple(calls)
+
+
+@functools.cache
+def _read(notebook: str) -> tuple[tuple[GradedCell, ...], tuple[str, ...]]:
+    """The graded test cells of a solution notebook, and the sources of its solution (answer) code cells."""
+    nb = nbformat.read(NOTEBOOKS[notebook], as_version=4)
+    graded, solutions = [], []
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type != "code":
+            continue
+        if meta.get("grade") and not meta.get("solution"):
+            graded.append(GradedCell(meta["grade_id"], float(meta["points"]), _hidden_calls(cell.source)))
+        elif meta.get("solution"):
+            solutions.append(cell.source)
+    return tuple(graded), tuple(solutions)
+
+
+def graded_cells(function: str) -> list[GradedCell]:
+    """The graded cells whose hidden block checks ``function``."""
+    return [cell for cell in _read(NOTEBOOK_OF[function])[0] if cell.checks(function)]
+
+
+def solution_source(function: str) -> str:
+    """The solution cell that defines ``function``."""
+    (source,) = [s for s in _read(NOTEBOOK_OF[function])[1] if f"def {function}(" in s]
+    return source
+
+
+def namespace(function: str, student_source: str) -> dict:
+    """The notebook's globals as its graded cells see them, with the student's cell run last."""
+    ns = {
+        "__name__": "__main__",
+        "copy": copy, "functools": functools, "np": np, "torch": torch, "F": F, "nn": nn, "plt": plt,
+        "helpers": helpers, "plot_activations": plot_activations,
+    }
+    for source in _read(NOTEBOOK_OF[function])[1]:
+        exec(compile(source, "<solution cell>", "exec"), ns)  # noqa: S102 - the course's own solution cells
+    exec(compile(textwrap.dedent(student_source), f"<student's {function}>", "exec"), ns)  # noqa: S102
+    return ns
+
+
+def score(function: str, student_source: str) -> dict[str, str | None]:
+    """Each graded cell checking ``function``: ``None`` if its hidden checks pass, else the first message."""
+    ns = namespace(function, student_source)
+    verdicts: dict[str, str | None] = {}
+    for cell in graded_cells(function):
+        verdicts[cell.grade_id] = None
+        for hidden in cell.calls:
+            check = getattr(importlib.import_module(hidden.module), hidden.probe)
+            try:
+                check(*(eval(arg, ns) for arg in hidden.args))
+            except AssertionError as failure:
+                verdicts[cell.grade_id] = str(failure)
+                break
+    plt.close("all")
+    return verdicts
+
+
+# --- the table ------------------------------------------------------------------------------------------------
+# ALTERNATIVES[function] = {label: source}; BUGS[function] = {label: (source, {grade_id of a cell it loses: a
+# phrase that cell's message must contain})}.
+
+ALTERNATIVES: dict[str, dict[str, str]] = {}
+BUGS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {}
+
+# 01_autograd ---------------------------------------------------------------------------------------------------
+
+ALTERNATIVES["gradient_at"] = {
+    "backward on a detached copy": """
+        def gradient_at(f, x):
+            point = x.clone().detach()
+            point.requires_grad = True
+            f(point).backward()
+            return point.grad
+        """,
+    "torch.func.grad, detached": """
+        def gradient_at(f, x):
+            return torch.func.grad(f)(x).detach()
+        """,
+    "requires_grad on x, restored in finally": """
+        def gradient_at(f, x):
+            x.requires_grad_(True)
+            try:
+                (gradient,) = torch.autograd.grad(f(x), x)
+            finally:
+                x.requires_grad_(False)
+            return gradient
+        """,
+    "torch.autograd.functional.jacobian": """
+        def gradient_at(f, x):
+            return torch.autograd.functional.jacobian(f, x.detach()).reshape(x.shape)
+        """,
+}
+BUGS["gradient_at"] = {
+    "requires_grad left on the caller's x": ("""
+        def gradient_at(f, x):
+            x.requires_grad_(True)
+            (gradient,) = torch.autograd.grad(f(x), x)
+            return gradient
+        """, {"test_gradient_at": "changed the caller's x"}),
+    "create_graph keeps history": ("""
+        def gradient_at(f, x):
+            point = x.detach().clone().requires_grad_(True)
+            (gradient,) = torch.autograd.grad(f(point), point, create_graph=True)
+            return gradient
+        """, {"test_gradient_at": "autograd history"}),
+    "forward difference": ("""
+        def gradient_at(f, x):
+            h = 1e-2
+            flat = x.detach().reshape(-1)
+            out = torch.zeros_like(flat)
+            for index in range(flat.numel()):
+                step = torch.zeros_like(flat)
+                step[index] = h
+                out[index] = (f((flat + step).view_as(x)) - f(x)) / h
+            return out.view_as(x).detach()
+        """, {"test_gradient_at": "wrong values"}),
+    "torch.func.grad without detach (history through the parameters)": ("""
+        def gradient_at(f, x):
+            return torch.func.grad(f)(x)
+        """, {"test_gradient_at": "autograd history"}),
+}
+
+ALTERNATIVES["linear_grads_autograd"] = {
+    "backward on a deep copy": """
+        def linear_grads_autograd(layer, x, labels):
+            twin = copy.deepcopy(layer)
+            twin.zero_grad()
+            F.cross_entropy(twin(x), labels).backward()
+            return twin.weight.grad, twin.bias.grad
+        """,
+    "torch.func.grad over functional_call": """
+        def linear_grads_autograd(layer, x, labels):
+            def loss(params):
+                return F.cross_entropy(torch.func.functional_call(layer, params, (x,)), labels)
+
+            grads = torch.func.grad(loss)({name: p.detach() for name, p in layer.named_parameters()})
+            return grads["weight"], grads["bias"]
+        """,
+    "float64 inside, back to the layer's dtype": """
+        def linear_grads_autograd(layer, x, labels):
+            w = layer.weight.detach().double().requires_grad_()
+            b = layer.bias.detach().double().requires_grad_()
+            loss = F.cross_entropy(x.double() @ w.T + b, labels)
+            grad_w, grad_b = torch.autograd.grad(loss, [w, b])
+            return grad_w.to(layer.weight.dtype), grad_b.to(layer.bias.dtype)
+        """,
+    "log_softmax and nll_loss, a list": """
+        def linear_grads_autograd(layer, x, labels):
+            loss = F.nll_loss(F.log_softmax(layer(x), dim=1), labels)
+            return list(torch.autograd.grad(loss, layer.parameters()))
+        """,
+}
+BUGS["linear_grads_autograd"] = {
+    "backward into the layer's .grad": ("""
+        def linear_grads_autograd(layer, x, labels):
+            F.cross_entropy(layer(x), labels).backward()
+            return layer.weight.grad, layer.bias.grad
+        """, {"test_linear_grads_autograd": "changed the layer's .grad"}),
+    "sum instead of mean": ("""
+        def linear_grads_autograd(layer, x, labels):
+            loss = F.cross_entropy(layer(x), labels, reduction="sum")
+            return tuple(torch.autograd.grad(loss, [layer.weight, layer.bias]))
+        """, {"test_linear_grads_autograd": "wrong values"}),
+    "softmax before cross_entropy": ("""
+        def linear_grads_autograd(layer, x, labels):
+            loss = F.cross_entropy(torch.softmax(layer(x), dim=1), labels)
+            return tuple(torch.autograd.grad(loss, [layer.weight, layer.bias]))
+        """, {"test_linear_grads_autograd": "wrong values"}),
+    "weight gradient transposed": ("""
+        def linear_grads_autograd(layer, x, labels):
+            loss = F.cross_entropy(layer(x), labels)
+            grad_weight, grad_bias = torch.autograd.grad(loss, [layer.weight, layer.bias])
+            return grad_weight.T, grad_bias
+        """, {"test_linear_grads_autograd": "shape"}),
+}
+
+ALTERNATIVES["linear_grads_closed_form"] = {
+    "log_softmax().exp(), minus one at the labels": """
+        def linear_grads_closed_form(layer, x, labels):
+            probs = F.log_softmax(F.linear(x, layer.weight, layer.bias), dim=1).exp()
+            probs[torch.arange(len(labels)), labels] -= 1
+            return probs.T @ x / len(labels), probs.mean(0)
+        """,
+    "stable softmax by hand, eye, einsum": """
+        def linear_grads_closed_form(layer, x, labels):
+            logits = x @ layer.weight.t() + layer.bias
+            probs = torch.exp(logits - logits.max(1, keepdim=True).values)
+            probs = probs / probs.sum(1, keepdim=True)
+            delta = probs - torch.eye(logits.shape[1], dtype=x.dtype)[labels]
+            return torch.einsum("nk,nd->kd", delta, x) / x.shape[0], delta.sum(0) / x.shape[0]
+        """,
+    "numpy": """
+        def linear_grads_closed_form(layer, x, labels):
+            W, b, X = layer.weight.detach().numpy(), layer.bias.detach().numpy(), x.numpy()
+            logits = X @ W.T + b
+            P = np.exp(logits - logits.max(axis=1, keepdims=True))
+            P /= P.sum(axis=1, keepdims=True)
+            Y = np.eye(W.shape[0], dtype=P.dtype)[labels.numpy()]
+            delta = (P - Y) / X.shape[0]
+            return torch.from_numpy(delta.T @ X), torch.from_numpy(delta.sum(axis=0))
+        """,
+    "float64 inside": """
+        def linear_grads_closed_form(layer, x, labels):
+            X, W, b = x.double(), layer.weight.double(), layer.bias.double()
+            delta = (torch.softmax(X @ W.T + b, dim=1) - F.one_hot(labels, W.shape[0]).double()) / len(X)
+            return (delta.T @ X).to(x.dtype), delta.sum(0).to(x.dtype)
+        """,
+}
+BUGS["linear_grads_closed_form"] = {
+    "no division by N": ("""
+        def linear_grads_closed_form(layer, x, labels):
+            probs = torch.softmax(x @ layer.weight.T + layer.bias, dim=1)
+            delta = probs - F.one_hot(labels, probs.shape[1]).to(probs.dtype)
+            return delta.T @ x, delta.sum(0)
+        """, {"test_linear_grads_closed_form": "wrong values"}),
+    "Y - P (sign flipped)": ("""
+        def linear_grads_closed_form(layer, x, labels):
+            probs = torch.softmax(x @ layer.weight.T + layer.bias, dim=1)
+            delta = (F.one_hot(labels, probs.shape[1]).to(probs.dtype) - probs) / x.shape[0]
+            return delta.T @ x, delta.sum(0)
+        """, {"test_linear_grads_closed_form": "wrong values"}),
+    "autograd instead of the formula": ("""
+        def linear_grads_closed_form(layer, x, labels):
+            loss = F.cross_entropy(layer(x), labels)
+            return tuple(torch.autograd.grad(loss, [layer.weight, layer.bias]))
+        """, {"test_linear_grads_closed_form": "torch.no_grad"}),
+    "logits instead of probabilities": ("""
+        def linear_grads_closed_form(layer, x, labels):
+            logits = x @ layer.weight.T + layer.bias
+            delta = (logits - F.one_hot(labels, logits.shape[1]).to(logits.dtype)) / x.shape[0]
+            return delta.T @ x, delta.sum(0)
+        """, {"test_linear_grads_closed_form": "wrong values"}),
+}
+
+ALTERNATIVES["sgd_step"] = {
+    "torch.optim.SGD": """
+        def sgd_step(model, images, labels, lr):
+            optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(images), labels)
+            loss.backward()
+            optimizer.step()
+            return float(loss)
+        """,
+    "grads zeroed in place, returns the 0-dim loss": """
+        def sgd_step(model, images, labels, lr):
+            for parameter in model.parameters():
+                if parameter.grad is not None:
+                    parameter.grad.zero_()
+            loss = F.cross_entropy(model(images), labels)
+            loss.backward()
+            with torch.no_grad():
+                for parameter in model.parameters():
+                    parameter.sub_(lr * parameter.grad)
+            return loss
+        """,
+    "torch.autograd.grad and .data": """
+        def sgd_step(model, images, labels, lr):
+            params = [p for p in model.parameters() if p.requires_grad]
+            loss = F.cross_entropy(model(images), labels)
+            grads = torch.autograd.grad(loss, params)
+            for p, g in zip(params, grads):
+                p.data -= lr * g
+            return loss.item()
+        """,
+    "torch.func.grad over functional_call": """
+        def sgd_step(model, images, labels, lr):
+            params = {name: p.detach() for name, p in model.named_parameters()}
+
+            def loss_of(params):
+                return F.cross_entropy(torch.func.functional_call(model, params, (images,)), labels)
+
+            grads, loss = torch.func.grad_and_value(loss_of)(params)
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    p.add_(grads[name], alpha=-lr)
+            return loss.item()
+        """,
+}
+BUGS["sgd_step"] = {
+    "stale gradients not cleared": ("""
+        def sgd_step(model, images, labels, lr):
+            loss = F.cross_entropy(model(images), labels)
+            loss.backward()
+            with torch.no_grad():
+                for parameter in model.parameters():
+                    parameter -= lr * parameter.grad
+            return loss.item()
+        """, {"test_sgd_step": "left over from an earlier step"}),
+    "loss after the step": ("""
+        def sgd_step(model, images, labels, lr):
+            model.zero_grad()
+            F.cross_entropy(model(images), labels).backward()
+            with torch.no_grad():
+                for parameter in model.parameters():
+                    parameter -= lr * parameter.grad
+                return F.cross_entropy(model(images), labels).item()
+        """, {"test_sgd_step": "wrong loss"}),
+    "switches the model to train mode": ("""
+        def sgd_step(model, images, labels, lr):
+            model.train()
+            model.zero_grad()
+            loss = F.cross_entropy(model(images), labels)
+            loss.backward()
+            with torch.no_grad():
+                for parameter in model.parameters():
+                    parameter -= lr * parameter.grad
+            return loss.item()
+        """, {"test_sgd_step": "train/eval mode"}),
+    "rebinds a local name": ("""
+        def sgd_step(model, images, labels, lr):
+            model.zero_grad()
+            loss = F.cross_entropy(model(images), labels)
+            loss.backward()
+            for parameter in model.parameters():
+                parameter = parameter - lr * parameter.grad
+            return loss.item()
+        """, {"test_sgd_step": "left every parameter unchanged"}),
+}
+
+# 02_parameters -------------------------------------------------------------------------------------------------
+
+ALTERNATIVES["get_module_params_num"] = {
+    "sum of numel": """
+        def get_module_params_num(module):
+            return sum(p.numel() for p in module.parameters())
+        """,
+    "numpy product of the shapes": """
+        def get_module_params_num(module):
+            return int(sum(np.prod(p.shape) for p in module.parameters()))
+        """,
+    "parameters_to_vector": """
+        def get_module_params_num(module):
+            params = list(module.parameters())
+            return nn.utils.parameters_to_vector(params).numel() if params else 0
+        """,
+    "recursion over the children": """
+        def get_module_params_num(module):
+            own = sum(p.numel() for p in module.parameters(recurse=False))
+            return own + sum(get_module_params_num(child) for child in module.children())
+        """,
+}
+BUGS["get_module_params_num"] = {
+    "trainable parameters only": ("""
+        def get_module_params_num(module):
+            return sum(p.numel() for p in module.parameters() if p.requires_grad)
+        """, {"test_get_module_params_num": "frozen"}),
+    "state_dict (counts the buffers)": ("""
+        def get_module_params_num(module):
+            return sum(t.numel() for t in module.state_dict().values())
+        """, {"test_get_module_params_num": "wrong count"}),
+    "weights only": ("""
+        def get_module_params_num(module):
+            return sum(p.numel() for name, p in module.named_parameters() if name.endswith("weight"))
+        """, {"test_get_module_params_num": "wrong count"}),
+    "a float": ("""
+        def get_module_params_num(module):
+            return float(sum(p.numel() for p in module.parameters()))
+        """, {"test_get_module_params_num": "integer"}),
+}
+
+ALTERNATIVES["conv2d_params"] = {
+    "a meta module": """
+        def conv2d_params(in_channels, out_channels, kernel_size, bias=True):
+            with torch.device("meta"):
+                conv = nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias)
+            return sum(p.numel() for p in conv.parameters())
+        """,
+    "numpy product": """
+        def conv2d_params(in_channels, out_channels, kernel_size, bias=True):
+            return int(np.prod([out_channels, in_channels, kernel_size, kernel_size])) + int(bias) * out_channels
+        """,
+    "(C_in k^2 + 1) per filter": """
+        def conv2d_params(in_channels, out_channels, kernel_size, bias=True):
+            per_filter = in_channels * kernel_size**2 + (1 if bias else 0)
+            return per_filter * out_channels
+        """,
+}
+BUGS["conv2d_params"] = {
+    "bias counted always": ("""
+        def conv2d_params(in_channels, out_channels, kernel_size, bias=True):
+            return out_channels * in_channels * kernel_size * kernel_size + out_channels
+        """, {"test_conv2d_params": "wrong count"}),
+    "kernel not squared": ("""
+        def conv2d_params(in_channels, out_channels, kernel_size, bias=True):
+            return out_channels * in_channels * kernel_size + (out_channels if bias else 0)
+        """, {"test_conv2d_params": "wrong count"}),
+    "bias per input channel": ("""
+        def conv2d_params(in_channels, out_channels, kernel_size, bias=True):
+            return out_channels * in_channels * kernel_size**2 + (in_channels if bias else 0)
+        """, {"test_conv2d_params": "wrong count"}),
+}
+
+ALTERNATIVES["linear_params"] = {
+    "a meta module": """
+        def linear_params(in_features, out_features, bias=True):
+            with torch.device("meta"):
+                layer = nn.Linear(in_features, out_features, bias=bias)
+            return sum(p.numel() for p in layer.parameters())
+        """,
+    "(D + 1) K": """
+        def linear_params(in_features, out_features, bias=True):
+            return (in_features + int(bias)) * out_features
+        """,
+    "numpy": """
+        def linear_params(in_features, out_features, bias=True):
+            return int(np.prod((out_features, in_features)) + (np.int64(out_features) if bias else 0))
+        """,
+}
+BUGS["linear_params"] = {
+    "bias counted always": ("""
+        def linear_params(in_features, out_features, bias=True):
+            return in_features * out_features + out_features
+        """, {"test_linear_params": "wrong count"}),
+    "bias per input": ("""
+        def linear_params(in_features, out_features, bias=True):
+            return in_features * out_features + (in_features if bias else 0)
+        """, {"test_linear_params": "wrong count"}),
+    "sum instead of product": ("""
+        def linear_params(in_features, out_features, bias=True):
+            return in_features + out_features + (out_features if bias else 0)
+        """, {"test_linear_params": "wrong count"}),
+}
+
+# 03_filters ----------------------------------------------------------------------------------------------------
+
+ALTERNATIVES["get_conv1_filters"] = {
+    "the seed's .weight.data (a view)": """
+        def get_conv1_filters(model):
+            return model.backbone.conv1.weight.data
+        """,
+    "get_submodule(...).weight (a Parameter)": """
+        def get_conv1_filters(model):
+            return model.get_submodule("backbone.conv1").weight
+        """,
+    "state_dict entry": """
+        def get_conv1_filters(model):
+            return model.state_dict()["backbone.conv1.weight"].clone()
+        """,
+    "named_parameters": """
+        def get_conv1_filters(model):
+            return dict(model.named_parameters())["backbone.conv1.weight"].detach()
+        """,
+}
+BUGS["get_conv1_filters"] = {
+    "conv2's weights": ("""
+        def get_conv1_filters(model):
+            return model.backbone.conv2.weight.detach().clone()
+        """, {"test_get_conv1_filters": "has shape"}),
+    "channels last for plotting": ("""
+        def get_conv1_filters(model):
+            return model.backbone.conv1.weight.detach().permute(0, 2, 3, 1)
+        """, {"test_get_conv1_filters": "axes reordered"}),
+    "normalised in place for plotting": ("""
+        def get_conv1_filters(model):
+            weights = model.backbone.conv1.weight.data
+            weights -= weights.min()
+            weights /= weights.max()
+            return weights
+        """, {"test_get_conv1_filters": "do not modify"}),
+    "a numpy array": ("""
+        def get_conv1_filters(model):
+            return model.backbone.conv1.weight.detach().numpy()
+        """, {"test_get_conv1_filters": "torch.Tensor"}),
+}
+
+ALTERNATIVES["achromatic_share"] = {
+    "projection expanded over the channels": """
+        def achromatic_share(filters):
+            grey = filters.mean(1, keepdim=True).expand_as(filters)
+            return grey.pow(2).sum((1, 2, 3)) / filters.pow(2).sum((1, 2, 3))
+        """,
+    "one minus the colour part": """
+        def achromatic_share(filters):
+            colour = filters - filters.mean(1, keepdim=True)
+            return 1 - colour.pow(2).sum((1, 2, 3)) / filters.pow(2).sum((1, 2, 3))
+        """,
+    "loop over the filters": """
+        def achromatic_share(filters):
+            shares = []
+            for w in filters:
+                grey = w.mean(0)
+                shares.append(3 * (grey**2).sum() / (w**2).sum())
+            return torch.stack(shares)
+        """,
+    "numpy": """
+        def achromatic_share(filters):
+            w = filters.detach().numpy()
+            grey = w.mean(axis=1)
+            return torch.from_numpy(3 * (grey**2).sum(axis=(1, 2)) / (w**2).sum(axis=(1, 2, 3)))
+        """,
+    "float64 inside": """
+        def achromatic_share(filters):
+            w = filters.double()
+            share = 3 * w.mean(1).pow(2).sum((1, 2)) / w.pow(2).sum((1, 2, 3))
+            return share.to(filters.dtype)
+        """,
+}
+BUGS["achromatic_share"] = {
+    "the colour part's share": ("""
+        def achromatic_share(filters):
+            colour = filters - filters.mean(1, keepdim=True)
+            return colour.pow(2).sum((1, 2, 3)) / filters.pow(2).sum((1, 2, 3))
+        """, {"test_achromatic_share": "should be 1"}),
+    "without the factor 3": ("""
+        def achromatic_share(filters):
+            return filters.mean(1).pow(2).sum((1, 2)) / filters.pow(2).sum((1, 2, 3))
+        """, {"test_achromatic_share": "should be 1"}),
+    "absolute values instead of squares": ("""
+        def achromatic_share(filters):
+            return 3 * filters.mean(1).abs().sum((1, 2)) / filters.abs().sum((1, 2, 3))
+        """, {"test_achromatic_share": "wrong values"}),
+    "averaged over the filters": ("""
+        def achromatic_share(filters):
+            return (3 * filters.mean(1).pow(2).sum((1, 2)) / filters.pow(2).sum((1, 2, 3))).mean()
+        """, {"test_achromatic_share": "has shape"}),
+    "centres the filters in place": ("""
+        def achromatic_share(filters):
+            total = filters.pow(2).sum((1, 2, 3))
+            filters -= filters.mean(1, keepdim=True)
+            return 1 - filters.pow(2).sum((1, 2, 3)) / total
+        """, {"test_achromatic_share": "do not modify"}),
+}
+
+# 04_activations ------------------------------------------------------------------------------------------------
+
+ALTERNATIVES["show_activations_hook"] = {
+    "clone().detach(), own figure": """
+        def show_activations_hook(name, module, input, output):
+            if len(output.shape) == 4:
+                activation_list.append(output.clone().detach())
+                fig, ax = plt.subplots()
+                ax.imshow(output[0, 0].detach().numpy())
+                ax.set_title(name)
+        """,
+    "a numpy copy": """
+        def show_activations_hook(name, module, input, output):
+            if isinstance(output, torch.Tensor) and output.ndim == 4:
+                activation_list.append(torch.tensor(np.array(output.detach().numpy())))
+                plot_activations(output, name)
+        """,
+    ".data.clone(), returns the output itself": """
+        def show_activations_hook(name, module, input, output):
+            if output.dim() == 4:
+                activation_list.append(output.data.clone())
+                plot_activations(output.data, name)
+            return output
+        """,
+    "prints and calls plt.show()": """
+        def show_activations_hook(name, module, input, output):
+            print(name, tuple(output.shape))
+            if output.dim() != 4:
+                return
+            activation_list.append(output.detach().clone())
+            plot_activations(output, f"Activations on: {name}")
+            plt.show()
+        """,
+}
+BUGS["show_activations_hook"] = {
+    "stores the output itself": ("""
+        def show_activations_hook(name, module, input, output):
+            if output.dim() == 4:
+                activation_list.append(output)
+                plot_activations(output, name)
+        """, {"test_show_activations_hook": "autograd history"}),
+    "stores a detached view": ("""
+        def show_activations_hook(name, module, input, output):
+            if output.dim() == 4:
+                activation_list.append(output.detach())
+                plot_activations(output, name)
+        """, {"test_show_activations_hook": "modified in place"}),
+    "stores the input": ("""
+        def show_activations_hook(name, module, input, output):
+            if output.dim() == 4:
+                activation_list.append(input[0].detach().clone())
+                plot_activations(output, name)
+        """, {"test_show_activations_hook": "input"}),
+    "stores 2-D outputs too": ("""
+        def show_activations_hook(name, module, input, output):
+            activation_list.append(output.detach().clone())
+            if output.dim() == 4:
+                plot_activations(output, name)
+        """, {"test_show_activations_hook": "only 4-D"}),
+    "returns a ReLU of the output": ("""
+        def show_activations_hook(name, module, input, output):
+            if output.dim() == 4:
+                activation_list.append(output.detach().clone())
+                plot_activations(output, name)
+            return output.relu()
+        """, {"test_show_activations_hook": "replaces the layer's output"}),
+}
+
+ALTERNATIVES["register_activation_hooks"] = {
+    "named_modules, a tuple": """
+        def register_activation_hooks(model, names):
+            modules = dict(model.named_modules())
+            return tuple(modules[name].register_forward_hook(functools.partial(show_activations_hook, name))
+                         for name in names)
+        """,
+    "lambdas with a default argument": """
+        def register_activation_hooks(model, names):
+            handles = []
+            for name in names:
+                hook = lambda module, inp, out, name=name: show_activations_hook(name, module, inp, out)
+                handles.append(model.get_submodule(name).register_forward_hook(hook))
+            return handles
+        """,
+    "a closure factory": """
+        def register_activation_hooks(model, names):
+            def bound(name):
+                def forward_hook(module, inp, out):
+                    return show_activations_hook(name, module, inp, out)
+
+                return forward_hook
+
+            return [model.get_submodule(name).register_forward_hook(bound(name)) for name in names]
+        """,
+    "walks the dotted path with getattr": """
+        def register_activation_hooks(model, names):
+            handles = []
+            for name in names:
+                module = functools.reduce(getattr, name.split("."), model)
+                handles.append(module.register_forward_hook(functools.partial(show_activations_hook, name)))
+            return handles
+        """,
+}
+BUGS["register_activation_hooks"] = {
+    "late-binding lambda": ("""
+        def register_activation_hooks(model, names):
+            handles = []
+            for name in names:
+                hook = lambda m, i, o: show_activations_hook(name, m, i, o)
+                handles.append(model.get_submodule(name).register_forward_hook(hook))
+            return handles
+        """, {"test_register_activation_hooks": "bind each layer's own name"}),
+    "returns nothing": ("""
+        def register_activation_hooks(model, names):
+            for name in names:
+                model.get_submodule(name).register_forward_hook(functools.partial(show_activations_hook, name))
+        """, {"test_register_activation_hooks": "list of"}),
+    "forward pre-hooks": ("""
+        def register_activation_hooks(model, names):
+            return [model.get_submodule(n).register_forward_pre_hook(functools.partial(show_activations_hook, n))
+                    for n in names]
+        """, {"test_register_activation_hooks": "forward hooks, expected 1"}),
+    "the name bound as a keyword": ("""
+        def register_activation_hooks(model, names):
+            return [model.get_submodule(n).register_forward_hook(functools.partial(show_activations_hook, name=n))
+                    for n in names]
+        """, {"test_register_activation_hooks": "TypeError"}),
+}
+
+# 05_saliency ---------------------------------------------------------------------------------------------------
+
+ALTERNATIVES["compute_gradient_score"] = {
+    "backward, image.grad cleared before and after": """
+        def compute_gradient_score(scores, image, class_idx):
+            image.grad = None
+            scores[class_idx].backward()
+            gradient = image.grad[0].clone()
+            image.grad = None
+            return gradient
+        """,
+    "one-hot grad_outputs": """
+        def compute_gradient_score(scores, image, class_idx):
+            one_hot = F.one_hot(torch.tensor(class_idx), len(scores)).to(scores)
+            (gradient,) = torch.autograd.grad(scores, image, grad_outputs=one_hot)
+            return gradient.squeeze(0)
+        """,
+    "a tensor hook on the image": """
+        def compute_gradient_score(scores, image, class_idx):
+            caught = []
+            handle = image.register_hook(lambda grad: caught.append(grad.clone()))
+            try:
+                torch.autograd.backward(scores[class_idx], inputs=[image])
+            finally:
+                handle.remove()
+            image.grad = None
+            return caught[0][0]
+        """,
+    "autograd.grad, then select": """
+        def compute_gradient_score(scores, image, class_idx):
+            return torch.autograd.grad(scores[class_idx], [image])[0].squeeze(0)
+        """,
+}
+BUGS["compute_gradient_score"] = {
+    "the seed's backward into image.grad": ("""
+        def compute_gradient_score(scores, image, class_idx):
+            scores[class_idx].backward()
+            return image.grad[0]
+        """, {"test_no_accumulation": "adds to image.grad"}),
+    "softmax instead of the logit": ("""
+        def compute_gradient_score(scores, image, class_idx):
+            (gradient,) = torch.autograd.grad(scores.softmax(0)[class_idx], image)
+            return gradient[0]
+        """, {"test_compute_gradient_score": "wrong values"}),
+    "sum of all scores": ("""
+        def compute_gradient_score(scores, image, class_idx):
+            (gradient,) = torch.autograd.grad(scores.sum(), image)
+            return gradient[0]
+        """, {"test_compute_gradient_score": "wrong values"}),
+    "batch dimension kept": ("""
+        def compute_gradient_score(scores, image, class_idx):
+            (gradient,) = torch.autograd.grad(scores[class_idx], image)
+            return gradient
+        """, {"test_compute_gradient_score": "shape"}),
+}
+
+ALTERNATIVES["saliency_map"] = {
+    "autograd, max(dim=0).values": """
+        def saliency_map(model, image, class_idx):
+            with helpers.evaluating(model):
+                x = image.unsqueeze(0).detach().clone().requires_grad_()
+                (gradient,) = torch.autograd.grad(model(x)[0, class_idx], x)
+            return gradient[0].abs().max(dim=0).values
+        """,
+    "backward, modes restored and grads cleared by hand": """
+        def saliency_map(model, image, class_idx):
+            modes = [m.training for m in model.modules()]
+            model.eval()
+            try:
+                x = image[None].clone().requires_grad_()
+                model(x)[0, class_idx].backward()
+                return x.grad[0].abs().amax(0)
+            finally:
+                for module, mode in zip(model.modules(), modes):
+                    module.training = mode
+                model.zero_grad(set_to_none=True)
+        """,
+    "captum Saliency": """
+        def saliency_map(model, image, class_idx):
+            from captum.attr import Saliency
+
+            with helpers.evaluating(model):
+                attribution = Saliency(model).attribute(image[None].clone(), target=class_idx, abs=True)
+            model.zero_grad(set_to_none=True)
+            return attribution.amax(1)[0]
+        """,
+    "float64 inside, on a copy of the model": """
+        def saliency_map(model, image, class_idx):
+            model64 = copy.deepcopy(model).double().eval()
+            x = image.detach().double()[None].requires_grad_()
+            (gradient,) = torch.autograd.grad(model64(x)[0, class_idx], x)
+            return gradient[0].abs().amax(0).to(image.dtype)
+        """,
+}
+BUGS["saliency_map"] = {
+    "sum over channels": ("""
+        def saliency_map(model, image, class_idx):
+            x = image.detach().clone().unsqueeze(0).requires_grad_()
+            with helpers.evaluating(model):
+                grad = compute_gradient_score(model(x)[0], x, class_idx)
+            return grad.abs().sum(dim=0)
+        """, {"test_saliency_map": "wrong values"}),
+    "parameter .grad left behind": ("""
+        def saliency_map(model, image, class_idx):
+            with helpers.evaluating(model):
+                x = image[None].clone().requires_grad_()
+                model(x)[0, class_idx].backward()
+            return x.grad[0].abs().amax(0)
+        """, {"test_saliency_map_side_effects": ".grad"}),
+    "model left in eval mode": ("""
+        def saliency_map(model, image, class_idx):
+            model.eval()
+            x = image.detach().clone().unsqueeze(0).requires_grad_()
+            grad = compute_gradient_score(model(x)[0], x, class_idx)
+            return grad.abs().amax(dim=0)
+        """, {"test_saliency_map_side_effects": "train/eval mode"}),
+    "computed in whatever mode": ("""
+        def saliency_map(model, image, class_idx):
+            x = image.detach().clone().unsqueeze(0).requires_grad_()
+            grad = compute_gradient_score(model(x)[0], x, class_idx)
+            return grad.abs().amax(dim=0)
+        """, {"test_saliency_map_side_effects": "eval mode"}),
+    "requires_grad on the caller's image": ("""
+        def saliency_map(model, image, class_idx):
+            with helpers.evaluating(model):
+                image.requires_grad_()
+                (gradient,) = torch.autograd.grad(model(image[None])[0, class_idx], image)
+            return gradient.abs().amax(0)
+        """, {"test_saliency_map_side_effects": "caller's image"}),
+}
+
+# 06_gradcam ----------------------------------------------------------------------------------------------------
+
+ALTERNATIVES["class_activation_map"] = {
+    "the backbone's output": """
+        def class_activation_map(model, img, class_idx):
+            with helpers.evaluating(model), torch.no_grad():
+                a = model.backbone(img.unsqueeze(0))[0]
+                return (model.fc.weight[class_idx][:, None, None] * a).sum(0)
+        """,
+    "own forward hook, tensordot": """
+        def class_activation_map(model, img, class_idx):
+            saved = []
+            handle = model.backbone.relu5_2.register_forward_hook(lambda m, i, o: saved.append(o.detach().clone()))
+            try:
+                with helpers.evaluating(model), torch.no_grad():
+                    model(img[None])
+            finally:
+                handle.remove()
+            return torch.tensordot(model.fc.weight.detach()[class_idx], saved[0][0], dims=1)
+        """,
+    "float64 inside, a 1x1 convolution": """
+        def class_activation_map(model, img, class_idx):
+            with helpers.evaluating(model), torch.no_grad(), helpers.capture_activations(model, ["backbone.relu5_2"]) as saved:
+                model(img[None])
+            a = saved["backbone.relu5_2"].double()
+            w = model.fc.weight.detach().double()[class_idx][None, :, None, None]
+            return F.conv2d(a, w)[0, 0].to(img.dtype)
+        """,
+    "gap input through a forward pre-hook on gap": """
+        def class_activation_map(model, img, class_idx):
+            saved = {}
+            handle = model.gap.register_forward_pre_hook(lambda m, inputs: saved.setdefault("A", inputs[0].detach()))
+            modes = [m.training for m in model.modules()]
+            model.eval()
+            try:
+                with torch.no_grad():
+                    model(img[None])
+            finally:
+                handle.remove()
+                for m, mode in zip(model.modules(), modes):
+                    m.training = mode
+            return torch.einsum("k,khw->hw", model.fc.weight[class_idx].detach(), saved["A"][0])
+        """,
+}
+BUGS["class_activation_map"] = {
+    "bias added": ("""
+        def class_activation_map(model, img, class_idx):
+            with helpers.evaluating(model), torch.no_grad():
+                a = model.backbone(img.unsqueeze(0))[0]
+                return torch.einsum("k,khw->hw", model.fc.weight[class_idx], a) + model.fc.bias[class_idx]
+        """, {"test_class_activation_map": "wrong values"}),
+    "ReLU applied": ("""
+        def class_activation_map(model, img, class_idx):
+            with helpers.evaluating(model), torch.no_grad():
+                a = model.backbone(img.unsqueeze(0))[0]
+                return torch.relu(torch.einsum("k,khw->hw", model.fc.weight[class_idx], a))
+        """, {"test_class_activation_map": "wrong values"}),
+    "bn5_2 features": ("""
+        def class_activation_map(model, img, class_idx):
+            with helpers.evaluating(model), torch.no_grad(), helpers.capture_activations(model, ["backbone.bn5_2"]) as saved:
+                model(img[None])
+            return torch.einsum("k,khw->hw", model.fc.weight[class_idx].detach(), saved["backbone.bn5_2"][0])
+        """, {"test_class_activation_map": "wrong values"}),
+    "hook never removed": ("""
+        def class_activation_map(model, img, class_idx):
+            saved = []
+            model.backbone.relu5_2.register_forward_hook(lambda m, i, o: saved.append(o.detach().clone()))
+            with helpers.evaluating(model), torch.no_grad():
+                model(img[None])
+            return torch.tensordot(model.fc.weight.detach()[class_idx], saved[-1][0], dims=1)
+        """, {"test_class_activation_map_side_effects": "hook"}),
+    "model left in eval mode": ("""
+        def class_activation_map(model, img, class_idx):
+            model.eval()
+            with torch.no_grad():
+                a = model.backbone(img.unsqueeze(0))[0]
+            return torch.einsum("k,khw->hw", model.fc.weight[class_idx].detach(), a)
+        """, {"test_class_activation_map_side_effects": "train/eval mode"}),
+}
+
+# appended after a body's closing line (8 spaces), so its first line needs 4 more to reach the body's 12
+_GRADCAM_TAIL = """    cam = F.relu((grad.mean((2, 3), keepdim=True) * A).sum(1, keepdim=True))
+            return F.interpolate(cam, size=img.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+        """
+
+ALTERNATIVES["vis_gradcam"] = {
+    "the seed's forward hook, tensor hook, backward and nn.Upsample": """
+        def vis_gradcam(vgg, img):
+            save_feat, save_grad = [], []
+
+            def hook_feat(module, input, output):
+                save_feat.append(output)
+                output.register_hook(save_grad.append)
+
+            modes = [m.training for m in vgg.modules()]
+            handle = vgg.backbone.bn5_2.register_forward_hook(hook_feat)
+            vgg.eval()
+            try:
+                s = vgg(img.unsqueeze(0))
+                y = torch.argmax(s)
+                s[0, y].backward()
+            finally:
+                handle.remove()
+                for m, mode in zip(vgg.modules(), modes):
+                    m.training = mode
+                vgg.zero_grad(set_to_none=True)
+            alpha = save_grad[0].mean(dim=(2, 3), keepdim=True)
+            grad_cam = torch.relu((alpha * save_feat[0]).sum(1, keepdim=True))
+            upscale = nn.Upsample(size=tuple(img.shape[-2:]), mode="bilinear")
+            return upscale(grad_cam).squeeze().detach()
+        """,
+    "full backward hook on bn5_2": """
+        def vis_gradcam(vgg, img):
+            saved = {}
+            forward = vgg.backbone.bn5_2.register_forward_hook(lambda m, i, o: saved.__setitem__("A", o.detach()))
+            backward = vgg.backbone.bn5_2.register_full_backward_hook(
+                lambda m, grad_in, grad_out: saved.__setitem__("dA", grad_out[0].detach()))
+            try:
+                with helpers.evaluating(vgg):
+                    x = img[None].clone().requires_grad_()
+                    scores = vgg(x)
+                    torch.autograd.grad(scores[0].max(), x)
+            finally:
+                forward.remove()
+                backward.remove()
+            grad, A = saved["dA"], saved["A"]
+        """ + _GRADCAM_TAIL,
+    "a forward pre-hook on relu5_2, autograd.grad": """
+        def vis_gradcam(vgg, img):
+            saved = {}
+            handle = vgg.backbone.relu5_2.register_forward_pre_hook(lambda module, inputs: saved.setdefault("A", inputs[0]))
+            try:
+                with helpers.evaluating(vgg):
+                    scores = vgg(img.unsqueeze(0))[0]
+                    (grad,) = torch.autograd.grad(scores.max(), saved["A"])
+            finally:
+                handle.remove()
+            A = saved["A"].detach()
+        """ + _GRADCAM_TAIL,
+    "captum LayerGradCam": """
+        def vis_gradcam(vgg, img):
+            from captum.attr import LayerGradCam
+
+            with helpers.evaluating(vgg):
+                y = int(vgg(img[None]).argmax())
+                cam = LayerGradCam(vgg, vgg.backbone.bn5_2).attribute(img[None].clone(), target=y, relu_attributions=True)
+            vgg.zero_grad(set_to_none=True)
+            return F.interpolate(cam.detach(), size=img.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+        """,
+    "capture_activations, float64 inside": """
+        def vis_gradcam(vgg, img):
+            with helpers.evaluating(vgg), helpers.capture_activations(vgg, ["backbone.bn5_2"], detach=False) as saved:
+                scores = vgg(img[None])
+                (grad,) = torch.autograd.grad(scores[0].max(), saved["backbone.bn5_2"])
+            A, grad = saved["backbone.bn5_2"].detach().double(), grad.double()
+            cam = torch.relu(torch.einsum("k,khw->hw", grad[0].mean((1, 2)), A[0]))
+            up = F.interpolate(cam[None, None], size=img.shape[1:], mode="bilinear", align_corners=False)[0, 0]
+            return up.to(img.dtype)
+        """,
+}
+BUGS["vis_gradcam"] = {
+    "no ReLU": ("""
+        def vis_gradcam(vgg, img):
+            with helpers.evaluating(vgg), helpers.capture_activations(vgg, ["backbone.bn5_2"], detach=False) as saved:
+                scores = vgg(img[None])
+                (grad,) = torch.autograd.grad(scores[0].max(), saved["backbone.bn5_2"])
+            cam = (grad.mean((2, 3), keepdim=True) * saved["backbone.bn5_2"].detach()).sum(1, keepdim=True)
+            return F.interpolate(cam, size=img.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+        """, {"test_vis_gradcam": "wrong values"}),
+    "nearest upsampling": ("""
+        def vis_gradcam(vgg, img):
+            with helpers.evaluating(vgg), helpers.capture_activations(vgg, ["backbone.bn5_2"], detach=False) as saved:
+                scores = vgg(img[None])
+                (grad,) = torch.autograd.grad(scores[0].max(), saved["backbone.bn5_2"])
+            cam = F.relu((grad.mean((2, 3), keepdim=True) * saved["backbone.bn5_2"].detach()).sum(1, keepdim=True))
+            return F.interpolate(cam, size=img.shape[-2:], mode="nearest")[0, 0]
+        """, {"test_vis_gradcam": "wrong values"}),
+    "hook never removed": ("""
+        def vis_gradcam(vgg, img):
+            saved = {}
+            vgg.backbone.bn5_2.register_forward_hook(lambda m, i, o: saved.__setitem__("A", o))
+            with helpers.evaluating(vgg):
+                scores = vgg(img[None])
+                (grad,) = torch.autograd.grad(scores[0].max(), saved["A"])
+            A = saved["A"].detach()
+        """ + _GRADCAM_TAIL, {"test_vis_gradcam_hooks": "hook"}),
+    "hook removed without finally": ("""
+        def vis_gradcam(vgg, img):
+            saved = {}
+            handle = vgg.backbone.bn5_2.register_forward_hook(lambda m, i, o: saved.__setitem__("A", o))
+            with helpers.evaluating(vgg):
+                scores = vgg(img[None])
+                (grad,) = torch.autograd.grad(scores[0].max(), saved["A"])
+            handle.remove()
+            A = saved["A"].detach()
+        """ + _GRADCAM_TAIL, {"test_vis_gradcam_hooks": "forward pass raises"}),
+    "backward leaves parameter .grad": ("""
+        def vis_gradcam(vgg, img):
+            saved, grads = {}, {}
+
+            def hook(module, inputs, output):
+                saved["A"] = output
+                output.register_hook(lambda grad: grads.__setitem__("dA", grad))
+
+            handle = vgg.backbone.bn5_2.register_forward_hook(hook)
+            try:
+                with helpers.evaluating(vgg):
+                    scores = vgg(img[None])
+                    scores[0].max().backward()
+            finally:
+                handle.remove()
+            grad, A = grads["dA"], saved["A"].detach()
+        """ + _GRADCAM_TAIL, {"test_vis_gradcam_no_grads": ".grad"}),
+    "computed in whatever mode": ("""
+        def vis_gradcam(vgg, img):
+            with helpers.capture_activations(vgg, ["backbone.bn5_2"], detach=False) as saved:
+                scores = vgg(img[None])
+                (grad,) = torch.autograd.grad(scores[0].max(), saved["backbone.bn5_2"])
+            A = saved["backbone.bn5_2"].detach()
+        """ + _GRADCAM_TAIL, {"test_vis_gradcam_mode": "eval mode"}),
+}
+
+# --- the cases ------------------------------------------------------------------------------------------------
+
+XFAIL: dict[str, str] = {}  # "function/kind/label": the reason (a finding the checks do not handle yet)
+
+
+def _cases():
+    for functions in FUNCTIONS.values():
+        for function in functions:
+            alternatives = {"the solution cell": None, **ALTERNATIVES.get(function, {})}
+            for label, source in alternatives.items():
+                yield _param(function, "alternative", label, source, {})
+            for label, (source, lost) in BUGS.get(function, {}).items():
+                yield _param(function, "bug", label, source, lost)
+
+
+def _param(function, kind, label, source, lost):
+    case_id = f"{function}/{kind}/{label}"
+    marks = [pytest.mark.xfail(strict=True, reason=XFAIL[case_id])] if case_id in XFAIL else []
+    return pytest.param(function, source, lost, id=case_id, marks=marks)
+
+
+@pytest.fixture(autouse=True)
+def _no_figures(monkeypatch):
+    monkeypatch.setattr(plt, "show", lambda *args, **kwargs: plt.close("all"))
+    yield
+    plt.close("all")
+
+
+@pytest.mark.parametrize(("function", "source", "lost"), list(_cases()))
+def test_scoring(function: str, source: str | None, lost: dict[str, str]) -> None:
+    source = solution_source(function) if source is None else source
+    cells = {cell.grade_id: cell.points for cell in graded_cells(function)}
+    assert set(lost) <= set(cells), f"the case names cells that do not check {function}: {set(lost) - set(cells)}"
+    verdicts = score(function, source)
+
+    failed = {grade_id for grade_id, message in verdicts.items() if message is not None}
+    points = sum(cells[grade_id] for grade_id in cells if grade_id not in failed)
+    expected_points = sum(cells[grade_id] for grade_id in cells if grade_id not in lost)
+    assert failed == set(lost), f"cells failed: { {g: verdicts[g] for g in failed} }; expected to fail: {sorted(lost)}"
+    assert points == expected_points
+    for grade_id, phrase in lost.items():
+        assert phrase.lower() in verdicts[grade_id].lower(), (
+            f"{grade_id}: the message does not name the wrong part ({phrase!r}): {verdicts[grade_id]!r}"
+        )
+
+
+def test_the_table_covers_every_graded_function_and_cell() -> None:
+    for notebook, functions in FUNCTIONS.items():
+        cells, _ = _read(notebook)
+        assert cells, notebook
+        checked = {grade_id for f in functions for grade_id in (c.grade_id for c in graded_cells(f))}
+        assert checked == {cell.grade_id for cell in cells}, f"{notebook}: graded cells of no listed function"
+        for function in functions:
+            assert len(ALTERNATIVES[function]) >= 3, function
+            assert len(BUGS[function]) >= 3, function
+            lost_cells = {grade_id for _, lost in BUGS[function].values() for grade_id in lost}
+            assert lost_cells, function
+            for _, lost in BUGS[function].values():
+                assert lost, f"{function}: a bug that loses no cell"
