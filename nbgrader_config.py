@@ -44,7 +44,8 @@ from nbgrader.preprocessors import (  # noqa: E402
 
 from grader_tests.engine.forkserver import ForkingKernelManager  # noqa: E402
 from grader_tests.engine.nbgrader_plugins import (  # noqa: E402
-    CheckCellMetadataOnce, ClearHiddenTestsOfTests, FeedbackExporter, GuardedExecute, JudgeHiddenChecks, RepairStructure,
+    CheckCellMetadataOnce, ClearHiddenTestsOfTests, FeedbackExporter, GuardedExecute, JudgeHiddenChecks,
+    RepairStructure,
 )
 
 # Sanitising: rebuild broken notebooks on the released ones first, then nbgrader's own checks.
