@@ -83,7 +83,7 @@ def agree(actual: Any, own: Any) -> bool | None:
 
 
 def assert_computed_in_eval_mode(observations: Observations, what: str) -> None:
-    """Judge side of :func:`call_in_train_mode` and :func:`call_in_eval_mode`: the call on a model in train mode
+    """Judge side of :func:`~grader_tests.kernel.facts.call_in_train_mode`: the call on a model in train mode
     ran, restored the modes and returned what the student's own function returns on that model in eval mode.
 
     No reference here: whether the values are right is the value check's cell, not this one."""

@@ -3,11 +3,12 @@ image. Each is a fact the judge checks (:mod:`grader_tests.judges.common`); code
 
 A side-effect check judges the student's function against *itself*, never against the reference: its value
 check is another cell, so a wrong value must not cost a side-effect cell too. "Computed in eval mode", for
-example, is the result on a model put in train mode (:func:`call_in_train_mode`) against the student's own
-result on the same model in eval mode (:func:`call_in_eval_mode`)."""
+example, is the result on a model put in train mode against the student's own result on a copy of the same
+model in eval mode (both from :func:`call_in_train_mode`)."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -51,18 +52,15 @@ def input_state(image: torch.Tensor) -> dict[str, Any]:
 
 def call_in_train_mode(student: Callable[..., Any], model: nn.Module, *args: Any) -> Observations:
     """Call the student's function on ``model`` put in train mode; its outcome, each module's mode before and
-    after, the hooks it left and the parameter gradients it left."""
+    after, the hooks it left and the parameter gradients it left. Then, as ``in_eval_mode``, its outcome on a copy
+    of the model as it was, in eval mode, with copies of the arguments: the student's own answer that the
+    train-mode call must reproduce (so a wrong value costs the value check, never this one)."""
+    twin = copy.deepcopy(model).eval()
+    twin_args = [arg.clone() if isinstance(arg, torch.Tensor) else arg for arg in args]
     model.train()
     before, hooks = modes(model), hook_count(model)
     outcome = call(student, model, *args)
     return {
         "call": outcome, "before": before, "after": modes(model), "hooks_left": hook_count(model) - hooks,
-        "grads": gradient_sizes(model),
+        "grads": gradient_sizes(model), "in_eval_mode": call(student, twin, *twin_args),
     }
-
-
-def call_in_eval_mode(student: Callable[..., Any], model: nn.Module, *args: Any) -> dict[str, Any]:
-    """Call the student's function on ``model`` (a fresh copy of the one :func:`call_in_train_mode` used) in eval
-    mode: its outcome, the student's own answer that the train-mode call must reproduce."""
-    model.eval()
-    return call(student, model, *args)
