@@ -9,20 +9,42 @@ INSTALLED := $(VENV)/.installed
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq -e '.[instructor,dev]'  # -qq: setuptools' notes on editable installs are not for users
 	touch $@
 
 env: $(INSTALLED)
 
-# Check the set-up, measure the embedded model, generate the student versions, render the walkthrough.
-course: env
-	$(PY) -m helpers.environment
-	$(PY) scripts/measure_model.py
-	$(PY) scripts/generate_notebooks.py
-	$(PY) scripts/walkthrough.py
+# Chromium for the real-browser test (tests/test_browser.py): installed with apt-get where it is missing and this
+# runs as root; otherwise one line says how to enable that test, which then skips.
+.PHONY: browser
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Chromium for the browser test (apt-get install chromium)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		{ apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } \
+			>/dev/null 2>&1 || echo "could not install Chromium: the browser test will be skipped" \
+			"(enable it: apt-get update && apt-get install chromium)"; \
+	else \
+		echo "no /usr/bin/chromium: the browser test will be skipped (enable it: sudo make browser," \
+			"or sudo apt-get install chromium)"; \
+	fi
 
-test: env
+# Check the set-up, generate the student versions, render the walkthrough; then say where everything is.
+# Measuring the model is a maintainer's task: `make measure`.
+course: env
+	@echo "[1/3] checking the environment"
+	@$(PY) -m helpers.environment
+	@echo "[2/3] generating the student notebooks (solutions/ -> notebooks/)"
+	@$(PY) scripts/generate_notebooks.py
+	@echo "[3/3] executing the solved notebooks and rendering the walkthrough"
+	@$(PY) scripts/walkthrough.py
+	@echo ""
+	@echo "Done. The walkthrough (solved notebooks, every figure): build/walkthrough/index.html"
+	@echo "Students: $(VENV)/bin/jupyter lab notebooks/   (instructors: make release, make grade; maintainers: make test)"
+
+test: env browser
 	$(PY) -m pytest
 
 measure: env

@@ -17,7 +17,11 @@ c.CourseDirectory.release_directory = "notebooks"
 GRADING = Path(os.environ.get("VISUALIZING_CNNS_GRADING", ROOT / "build" / "grading")).resolve()
 c.CourseDirectory.db_url = f"sqlite:///{GRADING / 'gradebook.db'}"
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
-c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+# The stub names the function to write ({function}: grader_tests.engine.course.NamedStubs), so that JupyterLab's
+# Run All, which stops at the first unfinished task, says which one it is.
+c.ClearSolutions.code_stub = {
+    "python": '# YOUR CODE HERE\nraise NotImplementedError("write {function}: replace this line with your code")'
+}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # A warning on stderr must not cost points (nbgrader scores any stderr output of a test cell as 0):
@@ -37,16 +41,24 @@ c.FileNameCollectorPlugin.named_regexp = (  # matched from the start of the extr
 )
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.converters import GenerateAssignment  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402
-    AssignLatePenalties, ClearOutput, DeduplicateIds, GetGrades, IgnorePattern,
+    AssignLatePenalties, ClearOutput, ClearSolutions, DeduplicateIds, GetGrades, IgnorePattern,
     LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades,
 )
 
+from grader_tests.engine.course import NamedStubs  # noqa: E402
 from grader_tests.engine.forkserver import ForkingKernelManager  # noqa: E402
 from grader_tests.engine.nbgrader_plugins import (  # noqa: E402
     CheckCellMetadataOnce, ClearHiddenTestsOfTests, FeedbackExporter, GuardedExecute, JudgeHiddenChecks,
     RepairStructure,
 )
+
+# Generating the student versions: nbgrader's steps, with stubs that name their function (code_stub above).
+c.GenerateAssignment.preprocessors = [
+    NamedStubs if step is ClearSolutions else step
+    for step in GenerateAssignment.class_traits()["preprocessors"].default()
+]
 
 # Sanitising: rebuild broken notebooks on the released ones first, then nbgrader's own checks.
 c.RepairStructure.release_directory = str(ROOT / "notebooks")

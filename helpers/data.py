@@ -29,7 +29,7 @@ IMAGE_SIZE = 224
 MIN_RADIUS, MAX_RADIUS = 0.11, 0.22  # object circumradius, in units of the image side
 N_LINES = 6
 N_BLOBS = 3
-_CHUNK = 64  # images rendered at once: bounds memory at ~(CHUNK * N_LINES * H * W) floats
+_CHUNK = 8  # images rendered at once: a chunk's temporaries take ~60 MB at 224 px (a kernel's budget is 1 GB)
 
 
 class ShapesBatch(NamedTuple):

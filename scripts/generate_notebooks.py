@@ -3,9 +3,9 @@
     python scripts/generate_notebooks.py [--release-dir DIR] [--db URL]
 
 Runs ``nbgrader generate_assignment`` for each assignment through nbgrader's API, in one process
-(:func:`grader_tests.engine.course.generate`): solutions become ``raise NotImplementedError()`` stubs, hidden tests
-disappear, outputs are cleared, graded cells are locked and checksummed. The options let the tests generate into
-a scratch folder.
+(:func:`grader_tests.engine.course.generate`): solutions become stubs that raise
+``NotImplementedError("write <function>: ...")``, hidden tests disappear, outputs are cleared, graded cells are
+locked and checksummed. The options let the tests generate into a scratch folder.
 """
 
 from __future__ import annotations

@@ -2,17 +2,20 @@
 
     python scripts/release.py [--out PATH]
 
-The zip holds one folder, ``visualizing-cnns/``: the student notebooks exactly as committed in notebooks/, the
-``helpers`` package with its weights, environment.yml, README.md (from docs/student_README.md) and a student
-pyproject.toml that installs only ``helpers``, with the dependencies of the course's pyproject.toml. Never
-solutions/, grader_tests/, tests or the nbgrader set-up. Before zipping, a cheap check that notebooks/ holds no
-solution or hidden test and matches the cells of solutions/. The zip is deterministic: sorted entries, fixed
+The zip holds one folder, ``visualizing-cnns/``: the student notebooks of a fresh ``nbgrader generate_assignment``
+of solutions/ (never the working tree), the ``helpers`` package with its weights, README.md (from
+docs/student_README.md), and a pyproject.toml and environment.yml that install ``helpers`` with the student
+dependencies only (not the instructor's or maintainer's extras). Never solutions/, grader_tests/, tests or the
+nbgrader set-up. It refuses when notebooks/ differs from the fresh generation: a working copy with answers or
+outputs, or one not regenerated after an edit of solutions/. The zip is deterministic: sorted entries, fixed
 timestamps and permissions, so two builds of the same tree give identical bytes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -26,6 +29,7 @@ except ModuleNotFoundError:  # Python 3.10: pytest, a course dependency, brings 
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # grader_tests.engine.course generates the notebooks; it is not in the zip
 TOP = "visualizing-cnns"
 DEFAULT_OUT = Path("build") / "release" / "visualizing-cnns-student.zip"
 STUDENT_NAME = "visualizing-cnns-student"
@@ -33,7 +37,10 @@ STUDENT_README = Path("docs") / "student_README.md"
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "grader_tests")
 TEXT_SUFFIXES = {".py", ".ipynb", ".md", ".toml", ".yml", ".yaml", ".txt", ".cfg", ".json"}
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-REGENERATE = "run `make notebooks` (and commit notebooks/) before `make release`"
+REGENERATE = (
+    "run `make notebooks` (it overwrites notebooks/ with fresh student versions; keep your own work elsewhere)"
+    " before `make release`"
+)
 
 
 class ReleaseError(RuntimeError):
@@ -58,44 +65,66 @@ def _nbgrader(cell: dict) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
-def _stale(solution: Path, student: Path) -> str | None:
-    """Why ``student`` was not generated from the current ``solution``, or None when its cells match."""
-    solved, released = _cells(solution), _cells(student)
-    if len(solved) != len(released):
-        return f"{len(released)} cells, the solution has {len(solved)}"
-    for index, (cell, mine) in enumerate(zip(solved, released)):
-        meta = _nbgrader(cell)
-        grade_id = meta.get("grade_id")
-        if cell["cell_type"] != mine["cell_type"] or grade_id != _nbgrader(mine).get("grade_id"):
-            return f"cell {index} ({grade_id or cell['cell_type']}) differs in kind or grade_id from the solution"
-        source = _source(cell)
-        if not meta.get("solution") and "### BEGIN" not in source and source != _source(mine):
-            return f"cell {index} ({grade_id or cell['cell_type']}) has other text than in the solution"
-    return None
+def fresh_notebooks(root: Path) -> dict[str, bytes]:
+    """``{notebooks/<assignment>/<name>.ipynb: bytes}`` of a fresh generation of ``root/solutions`` in a scratch
+    folder (with a scratch gradebook), exactly what ``make notebooks`` writes."""
+    from grader_tests.engine.course import generate
+
+    with tempfile.TemporaryDirectory(prefix="release-") as scratch:
+        out = Path(scratch) / "notebooks"
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as log:
+                generate(out, f"sqlite:///{Path(scratch) / 'gradebook.db'}", quiet=True, root=root)
+        except SystemExit as failure:
+            why = f"{failure}\n{log.getvalue()[-2000:]}"
+            raise ReleaseError(f"generating the student notebooks failed: {why}") from None
+        return {f"notebooks/{path.relative_to(out).as_posix()}": path.read_bytes() for path in out.glob("*/*.ipynb")}
 
 
-def check_notebooks(root: Path) -> list[Path]:
-    """Return the student notebooks; raise :class:`ReleaseError` if one leaks a solution or looks out of date."""
-    notebooks = student_notebooks(root)
-    if not notebooks:
+def _difference(fresh: bytes, committed: bytes) -> str:
+    """The first way a committed student notebook differs from its fresh generation, in words."""
+    try:
+        mine = json.loads(committed)["cells"]
+    except (ValueError, KeyError, TypeError):
+        return "it is not a readable notebook"
+    cells = json.loads(fresh)["cells"]
+    if len(cells) != len(mine):
+        return f"{len(mine)} cells, a fresh generation has {len(cells)}"
+    for index, (cell, other) in enumerate(zip(cells, mine)):
+        name = _nbgrader(cell).get("grade_id") or cell["cell_type"]
+        if other.get("outputs"):
+            return f"cell {index} ({name}) has outputs: a notebook that was run"
+        if _source(cell) != _source(other):
+            return f"cell {index} ({name}) has other text: an answer, or an edit not regenerated"
+        if cell != other:
+            return f"cell {index} ({name}) has other metadata"
+    return "its notebook metadata differs"
+
+
+def check_notebooks(root: Path) -> dict[str, bytes]:
+    """The student notebooks to release, ``{path in the course: bytes}``, from a fresh generation of solutions/.
+
+    Raises :class:`ReleaseError` if ``root/notebooks`` holds a solution marker or differs from that generation
+    in any byte: the release never ships a working copy.
+    """
+    folder = root / "notebooks"
+    committed = {f"notebooks/{path.relative_to(folder).as_posix()}": path for path in student_notebooks(root)}
+    if not committed:
         raise ReleaseError(f"no student notebooks in {root / 'notebooks'}: {REGENERATE}")
     problems = []
-    for path in notebooks:
+    for name, path in committed.items():
         text = path.read_text(encoding="utf-8")
-        problems += [f"{path.relative_to(root)} contains {marker!r}" for marker in MARKERS if marker in text]
-    solutions = root / "solutions"
-    if solutions.is_dir():
-        solved = {path.relative_to(solutions) for path in solutions.glob("*/*.ipynb")}
-        released = {path.relative_to(root / "notebooks") for path in notebooks}
-        problems += [f"notebooks/{name} is missing (solutions/{name} exists)" for name in sorted(solved - released)]
-        problems += [f"notebooks/{name} has no solutions/{name}" for name in sorted(released - solved)]
-        for name in sorted(solved & released):
-            why = _stale(solutions / name, root / "notebooks" / name)
-            if why:
-                problems.append(f"notebooks/{name} is out of date: {why}")
+        problems += [f"{name} contains {marker!r}" for marker in MARKERS if marker in text]
+    if not problems:  # generating takes seconds: only for a tree that passes the cheap check
+        fresh = fresh_notebooks(root)
+        problems += [f"{name} is missing ({name.replace('notebooks/', 'solutions/', 1)} exists)"
+                     for name in sorted(fresh.keys() - committed.keys())]
+        problems += [f"{name} has no solutions/ source" for name in sorted(committed.keys() - fresh.keys())]
+        problems += [f"{name} is out of date or edited: {_difference(fresh[name], committed[name].read_bytes())}"
+                     for name in sorted(fresh.keys() & committed.keys()) if fresh[name] != committed[name].read_bytes()]
     if problems:
         raise ReleaseError("student notebooks not fit for release:\n  " + "\n  ".join(problems) + f"\n{REGENERATE}")
-    return notebooks
+    return fresh
 
 
 def helper_files(root: Path) -> list[Path]:
@@ -118,10 +147,10 @@ def _toml_list(values: list[str]) -> str:
 
 
 def student_pyproject(root: Path) -> str:
-    """A pyproject.toml that installs only ``helpers``, with the main pyproject's dependencies and build system."""
+    """A pyproject.toml that installs only ``helpers`` and its weights, with the student dependencies of the main
+    pyproject (not its instructor or maintainer extras) and its build system."""
     main = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
     project, build = main["project"], main["build-system"]
-    package_data = main["tool"]["setuptools"]["package-data"]["helpers"]
     lines = [
         '# The student package of "Visualizing CNNs": `pip install -e .` installs the helpers the notebooks import',
         "# and everything they need. Generated by the course's release script from its own pyproject.toml.",
@@ -138,27 +167,35 @@ def student_pyproject(root: Path) -> str:
     for key in ("requires-python", "license"):
         if isinstance(project.get(key), str):
             lines.append(f"{key} = {json.dumps(project[key])}")
-    lines.append(f"dependencies = {_toml_list(project['dependencies'])}")
-    extras = project.get("optional-dependencies", {})
-    if extras:
-        lines += ["", "[project.optional-dependencies]"]
-        lines += [f"{json.dumps(extra)} = {_toml_list(values)}" for extra, values in sorted(extras.items())]
     lines += [
+        f"dependencies = {_toml_list(project['dependencies'])}",
         "",
         "[tool.setuptools]",
-        'packages = ["helpers"]',
+        'packages = ["helpers", "helpers.weights"]',
         "",
         "[tool.setuptools.package-data]",
-        f"helpers = {json.dumps(package_data)}",
+        '"helpers.weights" = ["*.pt"]',
     ]
     return "\n".join(lines) + "\n"
 
 
+def student_environment(root: Path) -> str:
+    """A conda environment.yml with the student dependencies, for ``conda env create -f environment.yml``."""
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    pip = "".join(f"      - {name}\n" for name in project["dependencies"])
+    return (
+        "# Conda users: `conda env create -f environment.yml && conda activate visualizing-cnns && pip install -e .`\n"
+        "# (the same packages as pyproject.toml; see README.md for a CPU-only PyTorch, which is enough)\n"
+        "name: visualizing-cnns\nchannels:\n  - conda-forge\ndependencies:\n  - python=3.11\n  - pip\n  - pip:\n"
+        + pip
+    )
+
+
 def release_files(root: Path) -> dict[str, bytes]:
     """Every file of the release: its path in the zip -> its bytes. Raises :class:`ReleaseError` on a leak."""
-    files = {f"{TOP}/{path.relative_to(root).as_posix()}": path.read_bytes() for path in check_notebooks(root)}
+    files = {f"{TOP}/{name}": data for name, data in check_notebooks(root).items()}
     files |= {f"{TOP}/{path.relative_to(root).as_posix()}": path.read_bytes() for path in helper_files(root)}
-    files[f"{TOP}/environment.yml"] = (root / "environment.yml").read_bytes()
+    files[f"{TOP}/environment.yml"] = student_environment(root).encode("utf-8")
     files[f"{TOP}/README.md"] = (root / STUDENT_README).read_bytes()
     files[f"{TOP}/pyproject.toml"] = student_pyproject(root).encode("utf-8")
     for name, data in files.items():

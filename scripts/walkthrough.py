@@ -1,37 +1,62 @@
 """Execute the solved notebooks, each in a fresh kernel, and render the walkthrough (``make walkthrough``).
 
-    python scripts/walkthrough.py [--out build/walkthrough] [--no-html]
+    python scripts/walkthrough.py [--only NAME ...] [--out build/walkthrough] [--no-html]
 
-Writes one HTML page per notebook, every figure embedded, and an ``index.html`` that lists them in course
-order. Prints each notebook's time (kernel start included) and its kernel's peak memory: the README's
-notebook figures come from this table.
+Writes one HTML page per notebook, every figure embedded, and an ``index.html`` with each notebook's goals, run
+time and main figure, in course order; formulas are typeset by a copy of MathJax in ``mathjax/`` next to them,
+so the folder works offline (:mod:`pages`). ``--only`` executes and renders the named notebooks only (an
+assignment folder such as ``01_autograd``, or a notebook name such as ``autograd``), with an index of those.
+Prints each notebook's time (kernel start included) and its kernel's peak memory: the README's notebook figures
+come from this table.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
 import sys
 import time
 from pathlib import Path
 
 import nbformat
+import pages  # scripts/pages.py, next to this script
+import zmq
+from jupyter_client import KernelManager
 from nbclient import NotebookClient
-from nbconvert import HTMLExporter
+from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_MEMORY = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"  # KiB on Linux
 
 
-def solved_notebooks() -> list[Path]:
-    """The solved notebooks in course order (the assignment folders sort in order)."""
-    return sorted((ROOT / "solutions").glob("*/*.ipynb"))
+def solved_notebooks(only: list[str] | None = None) -> list[Path]:
+    """The solved notebooks in course order (the assignment folders sort in order); ``only``: those named, by
+    assignment folder (``01_autograd``) or notebook name (``autograd``)."""
+    notebooks = sorted((ROOT / "solutions").glob("*/*.ipynb"))
+    if not only:
+        return notebooks
+    names = {name: path for path in notebooks for name in (path.parent.name, path.stem)}
+    unknown = [name for name in only if name not in names]
+    if unknown:
+        choices = ", ".join(path.parent.name for path in notebooks)
+        sys.exit(f"no solved notebook named {', '.join(unknown)} (choose among {choices})")
+    return [path for path in notebooks if path in {names[name] for name in only}]
+
+
+def kernel_config() -> Config:
+    """Kernels encrypted with CurveZMQ where the kernel and pyzmq support it: ipykernel warns about a kernel that
+    talks plain TCP, and the kernel manager provisions the keys when asked (``transport_encryption``)."""
+    config = Config()
+    if zmq.has("curve") and KernelManager.class_traits().get("transport_encryption"):  # where jupyter_client has it
+        config.KernelManager.transport_encryption = "auto"
+    return config
 
 
 def execute(path: Path) -> tuple[nbformat.NotebookNode, float, float]:
     """Run a notebook top to bottom in a fresh kernel: (executed notebook, seconds, peak MiB of the kernel)."""
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3", config=kernel_config(),
+                            shutdown_kernel="immediate",  # nothing the kernel does after its last cell matters
+                            resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     with client.setup_kernel():
         for index, cell in enumerate(notebook.cells):
@@ -44,50 +69,37 @@ def execute(path: Path) -> tuple[nbformat.NotebookNode, float, float]:
     return notebook, seconds, peak_mib
 
 
-def title(notebook: nbformat.NotebookNode, fallback: str) -> str:
-    for cell in notebook.cells:
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                if line.startswith("# "):
-                    return line[2:].strip()
-    return fallback
-
-
-def write_index(out: Path, pages: list[tuple[str, str]]) -> None:
-    items = "\n".join(f'    <li><a href="{html.escape(page)}">{html.escape(name)}</a></li>' for page, name in pages)
-    out.joinpath("index.html").write_text(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Visualizing CNNs: the walkthrough</title></head>\n"
-        "<body>\n  <h1>Visualizing CNNs: the walkthrough</h1>\n  <p>The solved notebooks, executed, in course order.</p>\n"
-        f"  <ol>\n{items}\n  </ol>\n</body></html>\n"
-    )
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "build" / "walkthrough")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "walkthrough", help="the pages' folder")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="only these notebooks: 01_autograd (assignment) or autograd (notebook)")
     parser.add_argument("--no-html", action="store_true", help="only execute and time (the benchmark)")
-    args = parser.parse_args()
-    notebooks = solved_notebooks()
+    args = parser.parse_args(argv)
+    notebooks = solved_notebooks(args.only)
     if not notebooks:
         sys.exit("no notebooks in solutions/")
-    args.out.mkdir(parents=True, exist_ok=True)
-    exporter = HTMLExporter(template_name="lab")
-    pages, total = [], 0.0
-    print(f"{'notebook':<36}{'seconds':>9}{'peak MiB':>10}")
-    for path in notebooks:
+    if not args.no_html:
+        args.out.mkdir(parents=True, exist_ok=True)
+        pages.copy_mathjax(args.out)  # first: a missing MathJax stops the build before an hour of work
+        exporter = pages.exporter()
+    titles = [(f"{path.parent.name}.html", pages.title(nbformat.read(path, as_version=4), path.parent.name))
+              for path in notebooks]  # (page, title) in course order, for the links between pages
+    cards, total = [], 0.0
+    print(f"{'notebook':<36}{'seconds':>9}{'peak MiB':>10}", flush=True)
+    for index, path in enumerate(notebooks):
         notebook, seconds, peak = execute(path)
         total += seconds
         name = f"{path.parent.name}/{path.name}"
         print(f"{name:<36}{seconds:>9.1f}{peak:>10.0f}", flush=True)
         if not args.no_html:
-            page = f"{path.parent.name}.html"
-            body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title(notebook, name)}})
+            page, title = titles[index]
+            body = pages.render_page(notebook, title, pages.nav_bar(titles, index), exporter)
             args.out.joinpath(page).write_text(body, encoding="utf-8")
-            pages.append((page, title(notebook, name)))
+            cards.append(pages.summary(notebook, page, name, seconds, peak))
     print(f"{'total':<36}{total:>9.1f}")
-    if pages:
-        write_index(args.out, pages)
-        print(f"walkthrough: {args.out / 'index.html'}")
+    if cards:
+        print(f"walkthrough: {pages.write_index(args.out, cards)}")
 
 
 if __name__ == "__main__":

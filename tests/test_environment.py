@@ -11,9 +11,11 @@ def _pip_lines(text: str) -> list[str]:
 
 
 def test_environment_yml_names_the_pyproject_dependencies():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = [name for extra in project["optional-dependencies"].values() for name in extra]
+    everything = project["dependencies"] + extras
     conda = _pip_lines((ROOT / "environment.yml").read_text())
-    assert sorted(conda) == sorted(project)
+    assert sorted(conda) == sorted(everything)
 
 
 def test_readme_opens_with_the_two_commands():

@@ -49,8 +49,9 @@ def test_one_top_folder_sorted_entries(built: Path, members: dict[str, bytes]) -
         assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
 
 
-def test_the_six_notebooks_exactly_as_committed(members: dict[str, bytes]) -> None:
-    assert len(NOTEBOOKS) == 6
+def test_the_notebooks_exactly_as_committed(members: dict[str, bytes]) -> None:
+    solved = sorted((ROOT / "solutions").glob("*/*.ipynb"))
+    assert [p.relative_to(ROOT / "notebooks") for p in NOTEBOOKS] == [p.relative_to(ROOT / "solutions") for p in solved]
     zipped = sorted(name for name in members if name.endswith(".ipynb"))
     assert zipped == [TOP + path.relative_to(ROOT).as_posix() for path in NOTEBOOKS]
     for path in NOTEBOOKS:
@@ -69,7 +70,19 @@ def test_helpers_weights_and_set_up_files(members: dict[str, bytes]) -> None:
         assert TOP + name in members, name
     assert members[TOP + "helpers/weights/vgg11_shapes.pt"] == (ROOT / "helpers/weights/vgg11_shapes.pt").read_bytes()
     assert members[TOP + "README.md"] == (ROOT / "docs/student_README.md").read_bytes()
-    assert members[TOP + "environment.yml"] == (ROOT / "environment.yml").read_bytes()
+
+
+def test_students_install_what_the_notebooks_need_and_nothing_for_instructors(members: dict[str, bytes]) -> None:
+    main = release.tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    student = release.tomllib.loads(members[TOP + "pyproject.toml"].decode("utf-8"))["project"]
+    names = {dependency.split(">")[0].split("=")[0].split("<")[0] for dependency in student["dependencies"]}
+    assert names == {"torch", "torchvision", "numpy", "matplotlib", "captum", "scikit-learn", "jupyterlab", "ipykernel"}
+    assert "optional-dependencies" not in student
+    environment = members[TOP + "environment.yml"].decode("utf-8")
+    pip = [line.strip()[2:] for line in environment.split("- pip:")[1].splitlines() if line.strip()]
+    assert pip == main["dependencies"]
+    instructor_only = [name for extra in main["optional-dependencies"].values() for name in extra]
+    assert instructor_only and not any(name in environment or name in str(student) for name in instructor_only)
 
 
 def test_nothing_for_instructors_only(members: dict[str, bytes]) -> None:
@@ -83,7 +96,9 @@ def test_nothing_for_instructors_only(members: dict[str, bytes]) -> None:
 
 def test_no_solution_hidden_test_or_grader_reference_in_any_text(members: dict[str, bytes]) -> None:
     texts = {name: data.decode("utf-8") for name, data in members.items() if not name.endswith(".pt")}
-    assert len(texts) == len(members) - 1
+    weights = sorted(name for name in members if name.endswith(".pt"))
+    packaged = (ROOT / "helpers" / "weights").glob("*.pt")
+    assert weights == sorted(f"{TOP}helpers/weights/{path.name}" for path in packaged)
     for name, text in texts.items():
         for marker in FORBIDDEN:
             assert marker not in text, f"{marker!r} in {name}"
@@ -92,8 +107,8 @@ def test_no_solution_hidden_test_or_grader_reference_in_any_text(members: dict[s
 def test_student_pyproject_installs_only_helpers(members: dict[str, bytes]) -> None:
     student = release.tomllib.loads(members[TOP + "pyproject.toml"].decode("utf-8"))
     main = release.tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert student["tool"]["setuptools"]["packages"] == ["helpers"]
-    assert student["tool"]["setuptools"]["package-data"] == {"helpers": ["weights/*.pt"]}
+    assert student["tool"]["setuptools"]["packages"] == ["helpers", "helpers.weights"]
+    assert student["tool"]["setuptools"]["package-data"] == {"helpers.weights": ["*.pt"]}
     assert student["project"]["dependencies"] == main["project"]["dependencies"]
     assert student["project"]["requires-python"] == main["project"]["requires-python"]
     assert student["build-system"] == main["build-system"]
@@ -126,17 +141,14 @@ def tree(tmp_path: Path) -> Path:
     root = tmp_path / "tree"
     for folder in ("notebooks", "solutions", "helpers"):
         shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for name in ("pyproject.toml", "environment.yml", "docs/student_README.md"):
+    for name in ("pyproject.toml", "environment.yml", "nbgrader_config.py", "docs/student_README.md"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, root / name)
     return root
 
 
-def test_the_scratch_tree_builds(tree: Path) -> None:
-    assert (
-        release.build_release(tree / "out.zip", root=tree).read_bytes()
-        == release.build_release(tree / "again.zip", root=tree).read_bytes()
-    )
+def test_the_scratch_tree_builds_the_same_zip(tree: Path, built: Path) -> None:
+    assert release.build_release(tree / "out.zip", root=tree).read_bytes() == built.read_bytes()
 
 
 @pytest.mark.parametrize("marker", ["### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS", "grader_tests"])
@@ -175,3 +187,29 @@ def test_refuses_a_helper_that_would_leak(tree: Path) -> None:
     (tree / "helpers" / "extra.py").write_text("from grader_tests.kernel.inputs import hidden_images\n")
     with pytest.raises(release.ReleaseError, match="grader_tests"):
         release.build_release(tree / "out.zip", root=tree)
+
+
+def _run_cells(path: Path, fill: str | None = None) -> None:
+    """Make ``path`` look like a student's working copy: outputs on every code cell, or ``fill`` written into
+    the first task's stub (an answer, without any nbgrader marker)."""
+    notebook = json.loads(path.read_text())
+    for cell in notebook["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        if fill is None:
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["ok\n"]}]
+            cell["execution_count"] = 1
+        elif "NotImplementedError" in "".join(cell["source"]):
+            cell["source"] = [line for line in cell["source"] if "NotImplementedError" not in line] + [fill]
+            break
+    path.write_text(json.dumps(notebook, indent=1))
+
+
+@pytest.mark.parametrize("fill", [None, "    return 42\n"], ids=["outputs", "answer"])
+def test_refuses_a_working_copy(tree: Path, fill: str | None) -> None:
+    """A notebooks/ folder in which someone worked (outputs, an answer) is not what students get."""
+    _run_cells(tree / "notebooks" / "01_autograd" / "autograd.ipynb", fill)
+    expected = "has outputs" if fill is None else "has other text: an answer"
+    with pytest.raises(release.ReleaseError, match=rf"autograd\.ipynb is out of date or edited: cell \d+ .*{expected}"):
+        release.build_release(tree / "out.zip", root=tree)
+    assert not (tree / "out.zip").exists()

@@ -1,6 +1,6 @@
 """Scoring accuracy of the hidden checks, cell by cell, as the autograder scores a notebook.
 
-For every graded function of the six solution notebooks the table below holds answer cells a student would
+For every graded function of the solution notebooks the table below holds answer cells a student would
 plausibly write, as *source code*:
 
 * correct alternatives (other APIs, float64 inside, numpy where the text allows it) must score the full points
@@ -43,6 +43,8 @@ NOTEBOOKS = {
     "04": ROOT / "solutions/04_activations/activations.ipynb",
     "05": ROOT / "solutions/05_saliency/saliency.ipynb",
     "06": ROOT / "solutions/06_gradcam/gradcam.ipynb",
+    "07": ROOT / "solutions/07_patches/patches.ipynb",
+    "09": ROOT / "solutions/09_embeddings/embeddings.ipynb",
 }
 FUNCTIONS = {
     "01": ["gradient_at", "linear_grads_autograd", "linear_grads_closed_form", "sgd_step"],
@@ -51,6 +53,8 @@ FUNCTIONS = {
     "04": ["show_activations_hook", "register_activation_hooks"],
     "05": ["compute_gradient_score", "saliency_map"],
     "06": ["class_activation_map", "vis_gradcam"],
+    "07": ["receptive_fields", "top_patches"],
+    "09": ["nearest_neighbours", "knn_accuracy"],
 }
 NOTEBOOK_OF = {function: notebook for notebook, functions in FUNCTIONS.items() for function in functions}
 
@@ -1096,6 +1100,452 @@ BUGS["vis_gradcam"] = {
                 (grad,) = torch.autograd.grad(scores[0].max(), saved["backbone.bn5_2"])
             A = saved["backbone.bn5_2"].detach()
         """ + _GRADCAM_TAIL, {"test_vis_gradcam_mode": "eval mode"}),
+}
+
+# 07_patches ----------------------------------------------------------------------------------------------------
+
+ALTERNATIVES["receptive_fields"] = {
+    "hasattr(kernel_size), a helper for int or pair": """
+        def receptive_fields(layers):
+            def first(value):
+                return value if isinstance(value, int) else value[0]
+
+            size, jump, start, rows = 1, 1, 0, []
+            for name, module in layers:
+                if not hasattr(module, "kernel_size"):
+                    continue
+                span = first(getattr(module, "dilation", 1)) * (first(module.kernel_size) - 1) + 1
+                size, start, jump = size + (span - 1) * jump, start - first(module.padding) * jump, jump * first(module.stride)
+                rows.append((name, size, jump, start))
+            return rows
+        """,
+    "torch's _pair, numpy integers": """
+        def receptive_fields(layers):
+            from torch.nn.modules.utils import _pair
+
+            size, jump, start, rows = np.int64(1), np.int64(1), np.int64(0), []
+            for name, module in layers:
+                if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+                    k, s, p = _pair(module.kernel_size)[0], _pair(module.stride)[0], _pair(module.padding)[0]
+                    d = _pair(getattr(module, "dilation", 1))[0]
+                    start = start - p * jump
+                    size = size + d * (k - 1) * jump
+                    jump = jump * s
+                    rows.append((name, size, jump, start))
+            return rows
+        """,
+    "the centre of unit 0, converted to its first pixel": """
+        def receptive_fields(layers):
+            size, jump, centre, rows = 1, 1, 0.0, []
+            for name, module in layers:
+                if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+                    pick = lambda v: v[0] if isinstance(v, tuple) else v
+                    k = pick(getattr(module, "dilation", 1)) * (pick(module.kernel_size) - 1) + 1
+                    centre += ((k - 1) / 2 - pick(module.padding)) * jump
+                    size += (k - 1) * jump
+                    jump *= pick(module.stride)
+                    rows.append((name, size, jump, round(centre - (size - 1) / 2)))
+            return rows
+        """,
+    "measured with the gradients of an all-ones twin": """
+        def receptive_fields(layers):
+            rows, twin = [], []
+            for name, module in layers:
+                if not isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+                    continue
+                ones = nn.Conv2d(1, 1, module.kernel_size, module.stride, module.padding, getattr(module, "dilation", 1), bias=False)
+                nn.init.ones_(ones.weight)
+                twin.append(ones.double().requires_grad_(False))
+                side = 64
+                while True:
+                    x = torch.ones(2, 1, side, side, dtype=torch.float64, requires_grad=True)
+                    y = nn.Sequential(*twin)(x) if side >= 16 * sum(t.kernel_size[0] for t in twin) else None
+                    if y is not None and y.shape[-1] > 2:
+                        c = y.shape[-1] // 2
+                        (g,) = torch.autograd.grad(y[0, 0, c, c] + y[1, 0, c, c + 1], x)
+                        r = g[0, 0].sum(1).nonzero()[:, 0]
+                        a, b = g[0, 0].sum(0).nonzero()[:, 0], g[1, 0].sum(0).nonzero()[:, 0]
+                        if r[0] > 0 and b[-1] < side - 1 and side >= 4 * int(r[-1] - r[0] + 1):
+                            jump = int(b[0] - a[0])
+                            rows.append((name, int(r[-1] - r[0]) + 1, jump, int(r[0]) - c * jump))
+                            break
+                    side *= 2
+            return rows
+        """,
+}
+BUGS["receptive_fields"] = {
+    "dilation ignored": ("""
+        def receptive_fields(layers):
+            size, jump, start, rows = 1, 1, 0, []
+            for name, module in layers:
+                if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+                    pick = lambda v: v[0] if isinstance(v, tuple) else v
+                    k, s, p = pick(module.kernel_size), pick(module.stride), pick(module.padding)
+                    size, start, jump = size + (k - 1) * jump, start - p * jump, jump * s
+                    rows.append((name, size, jump, start))
+            return rows
+        """, {"test_receptive_fields": "sizes are wrong"}),
+    "start is the centre of the field": ("""
+        def receptive_fields(layers):
+            size, jump, start, rows = 1, 1, 0, []
+            for name, module in layers:
+                if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+                    pick = lambda v: v[0] if isinstance(v, tuple) else v
+                    k = pick(getattr(module, "dilation", 1)) * (pick(module.kernel_size) - 1) + 1
+                    start -= pick(module.padding) * jump
+                    size += (k - 1) * jump
+                    jump *= pick(module.stride)
+                    rows.append((name, size, jump, start + (size - 1) // 2))
+            return rows
+        """, {"test_receptive_fields": "starts are wrong"}),
+    "jump multiplied before the size grows": ("""
+        def receptive_fields(layers):
+            size, jump, start, rows = 1, 1, 0, []
+            for name, module in layers:
+                if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+                    pick = lambda v: v[0] if isinstance(v, tuple) else v
+                    k = pick(getattr(module, "dilation", 1)) * (pick(module.kernel_size) - 1) + 1
+                    jump *= pick(module.stride)
+                    start -= pick(module.padding) * jump
+                    size += (k - 1) * jump
+                    rows.append((name, size, jump, start))
+            return rows
+        """, {"test_receptive_fields": "sizes are wrong"}),
+    "average pooling skipped": ("""
+        def receptive_fields(layers):
+            size, jump, start, rows = 1, 1, 0, []
+            for name, module in layers:
+                if isinstance(module, (nn.Conv2d, nn.MaxPool2d)):
+                    pick = lambda v: v[0] if isinstance(v, tuple) else v
+                    k = pick(getattr(module, "dilation", 1)) * (pick(module.kernel_size) - 1) + 1
+                    start, size, jump = start - pick(module.padding) * jump, size + (k - 1) * jump, jump * pick(module.stride)
+                    rows.append((name, size, jump, start))
+            return rows
+        """, {"test_receptive_fields": "wrong layers"}),
+    "kernel_size[0] also on the pools' ints": ("""
+        def receptive_fields(layers):
+            size, jump, start, rows = 1, 1, 0, []
+            for name, module in layers:
+                if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+                    k, s, p = module.kernel_size[0], module.stride[0], module.padding[0]
+                    size, start, jump = size + (k - 1) * jump, start - p * jump, jump * s
+                    rows.append((name, size, jump, start))
+            return rows
+        """, {"test_receptive_fields": "raised TypeError"}),
+}
+
+ALTERNATIVES["top_patches"] = {
+    "F.pad the chosen images, sort, divmod": """
+        def top_patches(activations, images, field, k):
+            size, jump, start = field
+            peaks, flat = activations.reshape(len(activations), -1).max(dim=1)
+            scores, order = torch.sort(peaks, descending=True)
+            patches, positions = [], []
+            for n in order[:k].tolist():
+                row, column = divmod(int(flat[n]), activations.shape[-1])
+                padded = F.pad(images[n], (size, size, size, size))
+                top, left = start + row * jump + size, start + column * jump + size
+                patches.append(padded[:, top:top + size, left:left + size])
+                positions.append((n, row, column))
+            return torch.stack(patches), scores[:k], torch.tensor(positions)
+        """,
+    "pixel loops in float64, numpy argmax, int32 positions": """
+        def top_patches(activations, images, field, k):
+            size, jump, start = field
+            best = []
+            for n, grid in enumerate(activations.double().numpy()):
+                row, column = np.unravel_index(grid.argmax(), grid.shape)
+                best.append((grid[row, column], n, int(row), int(column)))
+            best = sorted(best, reverse=True)[:k]
+            patches = torch.zeros(k, images.shape[1], size, size, dtype=torch.float64)
+            for i, (_, n, row, column) in enumerate(best):
+                for r in range(size):
+                    for c in range(size):
+                        y, x = start + row * jump + r, start + column * jump + c
+                        if 0 <= y < images.shape[-2] and 0 <= x < images.shape[-1]:
+                            patches[i, :, r, c] = images[n, :, y, x].double()
+            scores = torch.tensor([score for score, *_ in best]).to(activations.dtype)
+            positions = torch.tensor([(n, row, column) for _, n, row, column in best], dtype=torch.int32)
+            return patches.to(images.dtype), scores, positions
+        """,
+    "F.pad the whole batch once, amax and argmax, returns a list": """
+        def top_patches(activations, images, field, k):
+            size, jump, start = field
+            h, w = activations.shape[-2:]
+            peaks = activations.amax(dim=(1, 2))
+            order = peaks.argsort(descending=True)[:k]
+            where = activations.flatten(1).argmax(dim=1)[order]
+            rows, columns = where // w, where % w
+            padded = F.pad(images[order], (size, size, size, size))
+            patches = torch.stack([
+                padded[i, :, start + int(r) * jump + size:start + int(r) * jump + 2 * size,
+                       start + int(c) * jump + size:start + int(c) * jump + 2 * size]
+                for i, (r, c) in enumerate(zip(rows, columns))
+            ])
+            return [patches, peaks[order], torch.stack([order, rows, columns], dim=1)]
+        """,
+}
+_TOP_PATCHES_POSITIONS = """    size, jump, start = field
+            w = activations.shape[-1]
+            peaks, flat = activations.flatten(1).max(dim=1)
+            scores, order = peaks.topk(k)
+            rows, columns = flat[order] // w, flat[order] % w
+        """
+BUGS["top_patches"] = {
+    "top-k over every position": ("""
+        def top_patches(activations, images, field, k):
+            size, jump, start = field
+            n, h, w = activations.shape
+            scores, flat = activations.flatten().topk(k)
+            order, rows, columns = flat // (h * w), (flat % (h * w)) // w, flat % w
+            padded = F.pad(images, (size, size, size, size))
+            patches = torch.stack([padded[i, :, start + r * jump + size:start + r * jump + 2 * size,
+                                          start + c * jump + size:start + c * jump + 2 * size]
+                                   for i, r, c in zip(order.tolist(), rows.tolist(), columns.tolist())])
+            return patches, scores, torch.stack([order, rows, columns], dim=1)
+        """, {"test_top_patches": "one unit per image"}),
+    "rows and columns swapped in the positions": ("""
+        def top_patches(activations, images, field, k):
+        """ + _TOP_PATCHES_POSITIONS + """    padded = F.pad(images, (size, size, size, size))
+            patches = torch.stack([padded[n, :, start + r * jump + size:start + r * jump + 2 * size,
+                                          start + c * jump + size:start + c * jump + 2 * size]
+                                   for n, r, c in zip(order.tolist(), rows.tolist(), columns.tolist())])
+            return patches, scores, torch.stack([order, columns, rows], dim=1)
+        """, {"test_top_patches": "at its position"}),
+    "the field's start ignored": ("""
+        def top_patches(activations, images, field, k):
+        """ + _TOP_PATCHES_POSITIONS + """    padded = F.pad(images, (size, size, size, size))
+            patches = torch.stack([padded[n, :, r * jump + size:r * jump + 2 * size, c * jump + size:c * jump + 2 * size]
+                                   for n, r, c in zip(order.tolist(), rows.tolist(), columns.tolist())])
+            return patches, scores, torch.stack([order, rows, columns], dim=1)
+        """, {"test_top_patches_crops": "not the receptive fields"}),
+    "clipped at the border, not padded": ("""
+        def top_patches(activations, images, field, k):
+        """ + _TOP_PATCHES_POSITIONS + """    patches = []
+            for n, r, c in zip(order.tolist(), rows.tolist(), columns.tolist()):
+                top, left = start + r * jump, start + c * jump
+                patches.append(images[n, :, max(top, 0):top + size, max(left, 0):left + size])
+            return patches, scores, torch.stack([order, rows, columns], dim=1)
+        """, {"test_top_patches_crops": "shape"}),
+    "smallest score first": ("""
+        def top_patches(activations, images, field, k):
+        """ + _TOP_PATCHES_POSITIONS + """    padded = F.pad(images, (size, size, size, size))
+            patches = torch.stack([padded[n, :, start + r * jump + size:start + r * jump + 2 * size,
+                                          start + c * jump + size:start + c * jump + 2 * size]
+                                   for n, r, c in zip(order.tolist(), rows.tolist(), columns.tolist())])
+            return patches.flip(0), scores.flip(0), torch.stack([order, rows, columns], dim=1).flip(0)
+        """, {"test_top_patches": "largest first"}),
+}
+
+# 09_embeddings -------------------------------------------------------------------------------------------------
+
+ALTERNATIVES["nearest_neighbours"] = {
+    "cosine_similarity broadcast, stable descending sort of similarities": """
+        def nearest_neighbours(query, gallery, k, metric="cosine"):
+            if metric == "cosine":
+                similarity = F.cosine_similarity(query[:, None, :], gallery[None, :, :], dim=2)
+                similarity, order = torch.sort(similarity, dim=1, descending=True, stable=True)
+                return order[:, :k], 1 - similarity[:, :k]
+            if metric == "l2":
+                d = (query[:, None, :] - gallery[None, :, :]).pow(2).sum(dim=2).sqrt()
+                d, order = torch.sort(d, dim=1, stable=True)
+                return order[:, :k], d[:, :k]
+            raise ValueError("metric must be 'cosine' or 'l2'")
+        """,
+    "numpy in float64, argsort kind='stable'": """
+        def nearest_neighbours(query, gallery, k, metric="cosine"):
+            q, g = query.double().numpy(), gallery.double().numpy()
+            if metric == "cosine":
+                q = q / np.linalg.norm(q, axis=1, keepdims=True)
+                g = g / np.linalg.norm(g, axis=1, keepdims=True)
+                d = 1 - q @ g.T
+            elif metric == "l2":
+                d = np.sqrt(((q[:, None, :] - g[None, :, :]) ** 2).sum(axis=2))
+            else:
+                raise ValueError(f"unknown metric {metric}")
+            order = np.argsort(d, axis=1, kind="stable")[:, :k]
+            return torch.from_numpy(order), torch.from_numpy(np.take_along_axis(d, order, axis=1)).to(query.dtype)
+        """,
+    "a loop over the queries, sorted by (distance, index)": """
+        def nearest_neighbours(query, gallery, k, metric="cosine"):
+            if metric not in ("cosine", "l2"):
+                raise ValueError(metric)
+            rows_i, rows_d = [], []
+            for q in query:
+                if metric == "cosine":
+                    d = 1 - (gallery @ q) / (gallery.norm(dim=1) * q.norm())
+                else:
+                    d = (gallery - q).norm(dim=1)
+                best = sorted(range(len(gallery)), key=lambda j: (d[j].item(), j))[:k]
+                rows_i.append(best)
+                rows_d.append(d[best])
+            return torch.tensor(rows_i), torch.stack(rows_d)
+        """,
+    "squared distances sorted, square root of the k kept, stable topk by a tiny index offset": """
+        def nearest_neighbours(query, gallery, k, metric="cosine"):
+            if metric == "cosine":
+                q, g = query / query.norm(dim=1, keepdim=True), gallery / gallery.norm(dim=1, keepdim=True)
+                d = 1 - q @ g.T
+            elif metric == "l2":
+                d = torch.cdist(query, gallery).pow(2)
+            else:
+                raise ValueError("metric must be 'cosine' or 'l2'")
+            d_sorted, order = d.sort(dim=1, stable=True)
+            d_sorted = d_sorted[:, :k]
+            return order[:, :k], d_sorted.clamp_min(0).sqrt() if metric == "l2" else d_sorted
+        """,
+}
+BUGS["nearest_neighbours"] = {
+    "squared L2 distances": ("""
+        def nearest_neighbours(query, gallery, k, metric="cosine"):
+            if metric == "cosine":
+                d = 1 - F.normalize(query, dim=1) @ F.normalize(gallery, dim=1).T
+            elif metric == "l2":
+                d = torch.cdist(query, gallery) ** 2
+            else:
+                raise ValueError(metric)
+            d, order = torch.sort(d, dim=1, stable=True)
+            return order[:, :k], d[:, :k]
+        """, {"test_nearest_neighbours": "not its square"}),
+    "dot product without normalising the gallery": ("""
+        def nearest_neighbours(query, gallery, k, metric="cosine"):
+            if metric == "cosine":
+                d = 1 - F.normalize(query, dim=1) @ gallery.T
+            elif metric == "l2":
+                d = torch.cdist(query, gallery)
+            else:
+                raise ValueError(metric)
+            d, order = torch.sort(d, dim=1, stable=True)
+            return order[:, :k], d[:, :k]
+        """, {"test_nearest_neighbours": "not the 5 nearest"}),
+    "the farthest rows (descending sort)": ("""
+        def nearest_neighbours(query, gallery, k, metric="cosine"):
+            if metric == "cosine":
+                d = 1 - F.normalize(query, dim=1) @ F.normalize(gallery, dim=1).T
+            elif metric == "l2":
+                d = torch.cdist(query, gallery)
+            else:
+                raise ValueError(metric)
+            d, order = torch.sort(d, dim=1, descending=True, stable=True)
+            return order[:, :k], d[:, :k]
+        """, {"test_nearest_neighbours": "nearest gallery rows"}),
+    "returns cosine similarities, not distances": ("""
+        def nearest_neighbours(query, gallery, k, metric="cosine"):
+            if metric == "cosine":
+                s = F.normalize(query, dim=1) @ F.normalize(gallery, dim=1).T
+                s, order = torch.sort(s, dim=1, descending=True, stable=True)
+                return order[:, :k], s[:, :k]
+            if metric == "l2":
+                d, order = torch.sort(torch.cdist(query, gallery), dim=1, stable=True)
+                return order[:, :k], d[:, :k]
+            raise ValueError(metric)
+        """, {"test_nearest_neighbours": "1 - cosine similarity"}),
+    "topk: ties in any order": ("""
+        def nearest_neighbours(query, gallery, k, metric="cosine"):
+            if metric == "cosine":
+                d = 1 - F.normalize(query, dim=1) @ F.normalize(gallery, dim=1).T
+            elif metric == "l2":
+                d = torch.cdist(query, gallery)
+            else:
+                raise ValueError(metric)
+            d, order = d.topk(k, dim=1, largest=False)
+            return order, d
+        """, {"test_nearest_neighbours_conventions": "smaller first"}),
+    "normalises the caller's tensors in place": ("""
+        def nearest_neighbours(query, gallery, k, metric="cosine"):
+            if metric == "cosine":
+                query /= query.norm(dim=1, keepdim=True)
+                gallery /= gallery.norm(dim=1, keepdim=True)
+                d = 1 - query @ gallery.T
+            elif metric == "l2":
+                d = torch.cdist(query, gallery)
+            else:
+                raise ValueError(metric)
+            d, order = torch.sort(d, dim=1, stable=True)
+            return order[:, :k], d[:, :k]
+        """, {"test_nearest_neighbours_conventions": "changes the caller's query"}),
+    "any metric but cosine is L2": ("""
+        def nearest_neighbours(query, gallery, k, metric="cosine"):
+            if metric == "cosine":
+                d = 1 - F.normalize(query, dim=1) @ F.normalize(gallery, dim=1).T
+            else:
+                d = torch.cdist(query, gallery)
+            d, order = torch.sort(d, dim=1, stable=True)
+            return order[:, :k], d[:, :k]
+        """, {"test_nearest_neighbours_conventions": "should raise ValueError"}),
+}
+
+ALTERNATIVES["knn_accuracy"] = {
+    "bincount per row, numpy float": """
+        def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k, metric="cosine"):
+            indices, _ = nearest_neighbours(test_feats, train_feats, k, metric)
+            correct = 0
+            for row, label in zip(train_labels[indices], test_labels):
+                correct += int(torch.bincount(row).argmax() == label)
+            return np.float64(correct / len(test_labels))
+        """,
+    "scikit-learn's KNeighborsClassifier": """
+        def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k, metric="cosine"):
+            from sklearn.neighbors import KNeighborsClassifier
+
+            names = {"cosine": "cosine", "l2": "euclidean"}
+            classifier = KNeighborsClassifier(n_neighbors=k, metric=names[metric], algorithm="brute")
+            classifier.fit(train_feats.double().numpy(), train_labels.numpy())
+            return float(classifier.score(test_feats.double().numpy(), test_labels.numpy()))
+        """,
+    "a Counter, most_common on sorted labels; a one-element tensor": """
+        def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k, metric="cosine"):
+            from collections import Counter
+
+            indices, _ = nearest_neighbours(test_feats, train_feats, k, metric)
+            predicted = []
+            for row in train_labels[indices].tolist():
+                counts = Counter(sorted(row))
+                best = max(counts.values())
+                predicted.append(min(label for label, count in counts.items() if count == best))
+            return (torch.tensor(predicted) == test_labels).double().mean()
+        """,
+    "scatter_add_ of votes": """
+        def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k, metric="cosine"):
+            indices, _ = nearest_neighbours(test_feats, train_feats, k, metric)
+            votes = torch.zeros(len(test_feats), int(train_labels.max()) + 1)
+            votes.scatter_add_(1, train_labels[indices], torch.ones(indices.shape))
+            return (votes.argmax(dim=1) == test_labels).sum().item() / len(test_labels)
+        """,
+}
+BUGS["knn_accuracy"] = {
+    "a tie of votes goes to the nearest neighbour": ("""
+        def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k, metric="cosine"):
+            indices, _ = nearest_neighbours(test_feats, train_feats, k, metric)
+            predicted = []
+            for row in train_labels[indices].tolist():
+                counts = {label: row.count(label) for label in row}
+                predicted.append(max(row, key=lambda label: counts[label]))  # the first of the most voted
+            return (torch.tensor(predicted) == test_labels).float().mean().item()
+        """, {"test_knn_accuracy": "smallest label"}),
+    "the number of correct rows, not the share": ("""
+        def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k, metric="cosine"):
+            indices, _ = nearest_neighbours(test_feats, train_feats, k, metric)
+            votes = F.one_hot(train_labels[indices], int(train_labels.max()) + 1).sum(dim=1)
+            return float((votes.argmax(dim=1) == test_labels).sum())
+        """, {"test_knn_accuracy": "not a count"}),
+    "the nearest neighbour only, whatever k": ("""
+        def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k, metric="cosine"):
+            indices, _ = nearest_neighbours(test_feats, train_feats, 1, metric)
+            return (train_labels[indices[:, 0]] == test_labels).float().mean().item()
+        """, {"test_knn_accuracy": "wrong accuracy"}),
+    "metric ignored (always cosine)": ("""
+        def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k, metric="cosine"):
+            indices, _ = nearest_neighbours(test_feats, train_feats, k, "cosine")
+            votes = F.one_hot(train_labels[indices], int(train_labels.max()) + 1).sum(dim=1)
+            return (votes.argmax(dim=1) == test_labels).float().mean().item()
+        """, {"test_knn_accuracy": "metric='l2'"}),
+    "the mean label, rounded": ("""
+        def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k, metric="cosine"):
+            indices, _ = nearest_neighbours(test_feats, train_feats, k, metric)
+            predicted = train_labels[indices].float().mean(dim=1).round().long()
+            return (predicted == test_labels).float().mean().item()
+        """, {"test_knn_accuracy": "wrong accuracy"}),
 }
 
 # --- the cases ------------------------------------------------------------------------------------------------

@@ -228,6 +228,25 @@ GRADCAM_FLOAT64 = (
     return grad_cam[0, 0].to(A.dtype)""",
 )
 
+RF_NO_DILATION = ("        size += d * (k - 1) * jump ", "        size += (k - 1) * jump     ")
+PATCHES_NO_START = ("        top, left = start + row * jump, start + column * jump ", "        top, left = row * jump, column * jump ")
+NEIGHBOURS_TOPK = (
+    "    d_sorted, order = torch.sort(d, dim=1, stable=True)\n    return order[:, :k], d_sorted[:, :k]",
+    "    d_sorted, order = d.topk(k, dim=1, largest=False)  # ties in any order\n    return order, d_sorted",
+)
+NEIGHBOURS_FLOAT64 = (
+    "F.normalize(query, dim=1) @ F.normalize(gallery, dim=1).T",
+    "F.normalize(query.double(), dim=1) @ F.normalize(gallery.double(), dim=1).T",
+    "torch.cdist(query, gallery)", "torch.cdist(query.double(), gallery.double())",
+    "    return order[:, :k], d_sorted[:, :k]", "    return order[:, :k], d_sorted[:, :k].to(query.dtype)",
+)
+PATCHES_FLOAT64 = (
+    "    patches = images.new_zeros(k, images.shape[1], size, size)",
+    "    patches = torch.zeros(k, images.shape[1], size, size, dtype=torch.float64)   # copied in float64",
+    "= images[n, :, r0:r1, c0:c1]", "= images[n, :, r0:r1, c0:c1].double()",
+    "    return patches, scores,", "    return patches.to(images.dtype), scores,",
+)
+
 AUTOGRAD_BY_BACKWARD = {
     "gradient_at": (
         "    (gradient,) = torch.autograd.grad(f(point), point)\n    return gradient",
@@ -282,7 +301,8 @@ Content = NotebookNode | bytes | tuple[str, NotebookNode]  # a notebook, raw byt
 
 def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
     """``{student: (Student, {assignment: content})}``."""
-    a1, a2, a3, a4, a5, a6 = every = assignments(root)
+    a1, a2, a3, a4, a5, a6, a7, *_ = every = assignments(root)
+    a9 = "09_embeddings"
     full = {a: autograded_points(a, root) for a in every}
 
     def losing(assignment: str, failing: Iterable[str]) -> float:
@@ -315,13 +335,20 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
         "subtle mistakes: sgd_step never clears .grad (stale gradients accumulate); show_activations_hook stores "
         "a view (output.detach() without clone); vis_gradcam without the ReLU (wrong values: it costs "
         "test_vis_gradcam only, since the side-effect cells compare the student's map with its own eval-mode map, "
-        "not with the reference); class_activation_map leaves its hook registered",
+        "not with the reference); class_activation_map leaves its hook registered; receptive_fields ignores "
+        "dilation; top_patches cuts its patches without the field's start (its scores and positions stay right: "
+        "test_top_patches keeps its points); nearest_neighbours breaks ties with topk (any order: it costs "
+        "test_nearest_neighbours_conventions only; knn_accuracy, which calls it, keeps its points)",
         None,
         {
             a1: (sub(P(a1), "sgd_step", "    model.zero_grad()\n", ""), losing(a1, ["test_sgd_step"])),
             a4: (sub(P(a4), "show_activations_hook", "output.detach().clone()", "output.detach()"),
                  losing(a4, ["test_show_activations_hook"])),
             a6: (nb6, losing(a6, ["test_vis_gradcam", "test_class_activation_map_side_effects"])),
+            a7: (sub(sub(P(a7), "receptive_fields", *RF_NO_DILATION), "top_patches", *PATCHES_NO_START),
+                 losing(a7, ["test_receptive_fields", "test_top_patches_crops"])),
+            a9: (sub(P(a9), "nearest_neighbours", *NEIGHBOURS_TOPK),
+                 losing(a9, ["test_nearest_neighbours_conventions"])),
         },
     )
 
@@ -360,9 +387,11 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
     student(
         "altfloat64",
         "correct alternatives computing in float64 and returning the input's dtype: linear_grads_closed_form, "
-        "achromatic_share, class_activation_map, the Grad-CAM weighting and upsampling",
+        "achromatic_share, class_activation_map, the Grad-CAM weighting and upsampling, the patches of top_patches, "
+        "the distances of nearest_neighbours",
         None,
-        {a1: (nb1, full[a1]), a3: (nb3, full[a3]), a6: (nb6, full[a6])},
+        {a1: (nb1, full[a1]), a3: (nb3, full[a3]), a6: (nb6, full[a6]), a7: (sub(P(a7), "top_patches", *PATCHES_FLOAT64), full[a7]),
+         a9: (sub(P(a9), "nearest_neighbours", *NEIGHBOURS_FLOAT64), full[a9])},
     )
     nb4 = sub(P(a4), "show_activations_hook", "output.detach().clone()", "output.clone().detach()")
     sub(nb4, "register_activation_hooks",

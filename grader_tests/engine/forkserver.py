@@ -18,6 +18,7 @@ standard Python kernel this way on Linux and any other kernel, or on any other s
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import importlib
 import json
@@ -54,7 +55,7 @@ PRELOADED = (
     # the probes of the hidden checks (never the judges)
     "grader_tests.kernel.record", "grader_tests.kernel.inputs", "grader_tests.kernel.facts",
     *(f"grader_tests.kernel.{topic}" for topic in ("autograd", "parameters", "filters", "activations", "saliency",
-                                                   "gradcam")),
+                                                   "gradcam", "patches", "embeddings")),
 )
 
 SERVER_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -160,7 +161,9 @@ class ForkedKernel:
         return self.poll()
 
     def send_signal(self, signum: int) -> None:
-        os.kill(self.pid, signum)
+        """Signal the kernel; one that has already ended needs none (as ``Popen.send_signal``)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signum)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)

@@ -271,7 +271,8 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
         empty_gradebook(template)
         if not MAIN_DB.exists():
             shutil.copyfile(template, MAIN_DB)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # kernels inherit it: one thread each, workers side by side
+    for pool_size in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one thread each: workers
+        os.environ.setdefault(pool_size, "1")  # and kernels side by side (judges use scipy's OpenBLAS too)
     pool = ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn"), initializer=_worker_init)
     try:
         with Gradebook(f"sqlite:///{MAIN_DB}") as main:

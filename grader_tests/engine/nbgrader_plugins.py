@@ -9,13 +9,15 @@
   its hidden checks' recorded observations pass the trusted judge in this process
   (:mod:`grader_tests.judges`); the records and the kernel's tracebacks leave the notebook, and records that
   were tampered with are flagged.
-* :class:`FeedbackExporter`: nbconvert's HTML exporter that compiles its templates once per process.
+* :class:`FeedbackExporter`: nbconvert's HTML exporter that compiles its templates once per process and typesets
+  formulas with a local copy of MathJax, written next to each page.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import importlib.metadata
 import json
 import os
 import re
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import nbformat
-from jinja2 import BytecodeCache
+from jinja2 import BytecodeCache, DictLoader
 from jinja2.bccache import Bucket
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
@@ -36,7 +38,7 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.nbgraderformat import MetadataValidator, ValidationError
 from nbgrader.preprocessors import CheckCellMetadata, ClearHiddenTests, Execute, NbGraderPreprocessor
-from traitlets import Bool, Float, Integer, Unicode
+from traitlets import Bool, Float, Integer, Unicode, default
 
 from grader_tests.judges import verdict
 from grader_tests.judges.records import MAX_RECORD_CHARS, decode
@@ -267,7 +269,10 @@ class GuardedExecute(Execute):
             cell, resources = super().preprocess_cell(cell, resources, index)
         except CellTimeoutError:  # interrupted at its timeout, the kernel did not even answer that
             cell.outputs.append(_error("CellTimeoutError", f"the cell ran longer than {self.timeout} s"))
-            self._stop(f"cell {index + 1} ran longer than {self.timeout} s and the kernel ignored the interrupt")
+            if run_sync(self.km.is_alive)():
+                self._stop(f"cell {index + 1} ran longer than {self.timeout} s and the kernel ignored the interrupt")
+            else:  # it died in the meantime, for example of its memory limit: say why
+                self._stop(f"the kernel died while running cell {index + 1}: {self._why_dead()}")
             run_sync(self.km.shutdown_kernel)(now=True)
             return cell, resources
         except DeadKernelError:
@@ -492,10 +497,58 @@ class _RememberedHighlight(Highlight2HTML):
 
 
 class FeedbackExporter(HTMLExporter):
-    """nbgrader's feedback exporter at twice the speed: its templates compile once per grading process, not once
-    per notebook, code cells are highlighted once per distinct source (:class:`_RememberedHighlight`), and a page
-    without images skips the exporter's BeautifulSoup pass, which only adds image alt texts and JupyterLab's tab
-    stops (the feedback template has no JupyterLab cells)."""
+    """nbgrader's feedback exporter at twice the speed, and offline.
+
+    Its templates compile once per grading process, not once per notebook, code cells are highlighted once per
+    distinct source (:class:`_RememberedHighlight`), and a page without images skips the exporter's
+    BeautifulSoup pass, which only adds image alt texts and JupyterLab's tab stops (the feedback template has no
+    JupyterLab cells).
+
+    Formulas are typeset by MathJax 3 from a copy written next to each page, ``mathjax/tex-svg-full.js`` (from the
+    ``django-static-mathjax`` package: MathJax's files, no Django), not from a CDN: a student's feedback folder
+    shows its formulas without a network. That one file holds the TeX input, every TeX extension and the SVG
+    output with its fonts, so nothing else is loaded, even from ``file://``. (nbgrader's ``release_feedback``
+    copies the HTML files only: hand out the folder.)
+    """
+
+    mathjax_distribution: ClassVar[str] = "django-static-mathjax"
+    mathjax_source: ClassVar[str] = "mathjax/static/mathjax/es5/tex-svg-full.js"
+    mathjax_file: ClassVar[str] = "mathjax/tex-svg-full.js"
+    """Where the copy goes, relative to the page (nbgrader's writer writes ``resources["outputs"]`` there)."""
+    mathjax_macro: ClassVar[str] = """{%- macro mathjax(url=None) -%}{% raw %}
+<script>
+window.MathJax = {
+  tex: {
+    inlineMath: [["$", "$"], ["\\\\(", "\\\\)"]],
+    displayMath: [["$$", "$$"], ["\\\\[", "\\\\]"]],
+    processEscapes: true,
+    processEnvironments: true,
+    tags: "ams"
+  },
+  svg: {fontCache: "global"}
+};
+</script>{% endraw %}
+<script defer src="{{ path }}"></script>
+{%- endmacro %}"""
+    """Replaces nbconvert's ``mathjax.html.j2`` (MathJax 2 from a CDN), which the feedback template imports."""
+    _mathjax: ClassVar[bytes | None] = None
+
+    @default("extra_loaders")
+    def _local_mathjax(self) -> list:
+        macro = self.mathjax_macro.replace("{{ path }}", self.mathjax_file)
+        return [DictLoader({"mathjax.html.j2": macro})]
+
+    @classmethod
+    def mathjax(cls) -> bytes:
+        """MathJax's file, read once per process."""
+        if cls._mathjax is None:
+            try:
+                path = Path(importlib.metadata.distribution(cls.mathjax_distribution).locate_file(cls.mathjax_source))
+                cls._mathjax = path.read_bytes()
+            except (importlib.metadata.PackageNotFoundError, OSError) as error:
+                raise RuntimeError(f"feedback needs MathJax 3: pip install -e '.[instructor]' (it installs "
+                                   f"{cls.mathjax_distribution})") from error
+        return cls._mathjax
 
     def _create_environment(self) -> Any:
         environment = super()._create_environment()
@@ -503,6 +556,11 @@ class FeedbackExporter(HTMLExporter):
         return environment
 
     def from_notebook_node(self, nb: NotebookNode, resources: dict | None = None, **kw: Any) -> tuple[str, dict]:
+        output, resources = self._page(nb, resources, **kw)
+        resources.setdefault("outputs", {})[self.mathjax_file] = self.mathjax()
+        return output, resources
+
+    def _page(self, nb: NotebookNode, resources: dict | None = None, **kw: Any) -> tuple[str, dict]:
         language = nb.metadata.get("language_info", {})
         lexer = language.get("pygments_lexer", language.get("name"))
         self.filters = {**self.filters, "highlight_code": _RememberedHighlight(pygments_lexer=lexer, parent=self)}

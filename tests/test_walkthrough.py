@@ -1,0 +1,189 @@
+"""The walkthrough (``scripts/walkthrough.py``) and the feedback pages: offline (MathJax from a local copy, nothing
+loaded from the network), no nbgrader markers or hidden tests in the pages, an index with each notebook's goals,
+run time and a figure, and no kernel warnings while it builds."""
+
+from __future__ import annotations
+
+import base64
+import html
+import importlib.util
+import io
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from types import ModuleType
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = "02_parameters"  # the fastest solved notebook: formulas, solutions, hidden tests and figures
+FORBIDDEN = ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS", "grader_tests", "check_get_module_params_num")
+
+
+def _load_pages() -> ModuleType:
+    """scripts/ is not a package: import scripts/pages.py from its path."""
+    spec = importlib.util.spec_from_file_location("pages", ROOT / "scripts" / "pages.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+pages = _load_pages()
+
+
+class _Resources(HTMLParser):
+    """Every URL a page loads: ``<script src>``, ``<link href>``, ``<img src>`` ..., and the inline scripts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded: list[str] = []
+        self.inline_scripts: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        for name in ("src", "data"):
+            if values.get(name):
+                self.loaded.append(values[name])
+        if tag == "link" and values.get("href"):
+            self.loaded.append(values["href"])
+        self._in_script = tag == "script" and not values.get("src")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.inline_scripts.append(data)
+
+
+def _resources(page: str) -> _Resources:
+    parser = _Resources()
+    parser.feed(page)
+    return parser
+
+
+def _text(page: str) -> str:
+    """The page's text, as a reader sees it (tags dropped, entities decoded)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
+
+
+def _assert_offline(page: str, folder: Path) -> None:
+    """Nothing the page loads is on the network; its scripts are the local MathJax, which exists."""
+    found = _resources(page)
+    remote = [url for url in found.loaded if re.match(r"(https?:)?//", url.strip(), re.IGNORECASE)]
+    assert remote == []
+    scripts = re.findall(r"<script[^>]*\bsrc=\"([^\"]+)\"", page)
+    assert scripts == [pages.MATHJAX]
+    assert (folder / pages.MATHJAX).stat().st_size > 1_000_000
+    assert not [script for script in found.inline_scripts if re.search(r"https?://|import\(", script)]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("walkthrough")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "walkthrough.py"), "--only", NOTEBOOK, "--out", str(out)],
+        check=False, capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out, result
+
+
+def test_only_renders_the_named_notebook_prints_its_time_and_memory_and_no_kernel_warning(built):
+    out, result = built
+    assert sorted(path.name for path in out.glob("*.html")) == [f"{NOTEBOOK}.html", "index.html"]
+    assert re.search(rf"^{NOTEBOOK}/parameters\.ipynb\s+\d+\.\d\s+\d+$", result.stdout, re.MULTILINE)
+    assert "WARNING" not in result.stderr and "encryption" not in result.stdout + result.stderr
+
+
+def test_a_page_shows_the_solutions_without_markers_and_no_hidden_test(built):
+    out, _ = built
+    page = (out / f"{NOTEBOOK}.html").read_text()
+    assert not [word for word in FORBIDDEN if word in page]
+    solved = nbformat.read(ROOT / "solutions" / NOTEBOOK / "parameters.ipynb", as_version=4)
+    solution = next(cell.source for cell in solved.cells if "### BEGIN SOLUTION" in cell.source)
+    body = solution.split("### BEGIN SOLUTION")[1].split("### END SOLUTION")[0].strip().splitlines()
+    text = _text(page)
+    assert body and all(line.strip() in text for line in body)  # the solution code is shown
+    assert "nbgrader" not in page
+
+
+def test_pages_load_nothing_from_the_network_and_use_the_local_mathjax(built):
+    out, _ = built
+    for name in (f"{NOTEBOOK}.html", "index.html"):
+        _assert_offline((out / name).read_text(), out)
+    assert "Apache License" in (out / "mathjax" / "LICENSE").read_text()
+
+
+def test_the_index_lists_each_notebook_with_its_goals_run_time_and_a_figure(built):
+    from PIL import Image
+
+    out, result = built
+    index = (out / "index.html").read_text()
+    card = re.search(r'<article class="notebook">.*?</article>', index, re.DOTALL).group(0)
+    assert f'href="{NOTEBOOK}.html"' in card and "The model and its parameters" in _text(card)
+    assert "You will" in _text(card) and "get_module_params_num(module)" in _text(card)  # the goals
+    seconds = re.search(r"runs in (\d+\.\d) s", card).group(1)
+    assert re.search(rf"^{NOTEBOOK}/parameters\.ipynb\s+{re.escape(seconds)}\s", result.stdout, re.MULTILINE)
+    thumbnail = re.search(r'<img src="data:image/png;base64,([^"]+)"', card).group(1)
+    with Image.open(io.BytesIO(base64.b64decode(thumbnail))) as image:
+        assert image.format == "PNG" and image.width <= 320 and image.height <= 220
+
+
+def test_only_names_the_choices_for_an_unknown_notebook(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "walkthrough.py"), "--only", "07_nothing", "--out", str(tmp_path)],
+        check=False, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0 and "01_autograd" in result.stderr and not list(tmp_path.iterdir())
+
+
+def test_cleaning_drops_markers_and_hidden_blocks_but_not_from_the_executed_notebook():
+    solution = "def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n"
+    test = ("assert f(1) == 2\n### BEGIN HIDDEN TESTS\nfrom grader_tests.kernel.x import check_f\n\ncheck_f(f)\n"
+            "### END HIDDEN TESTS\nprint('f ok')")
+    executed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(solution), nbformat.v4.new_code_cell(test)])
+    executed.cells[0].metadata["nbgrader"] = {"solution": True, "grade": False, "grade_id": "f"}
+    shown = pages.cleaned(executed)
+    assert [cell.source for cell in shown.cells] == ["def f(x):\n    return 2 * x", "assert f(1) == 2\nprint('f ok')"]
+    assert "nbgrader" not in shown.cells[0].metadata
+    assert "### BEGIN SOLUTION" in executed.cells[0].source and "nbgrader" in executed.cells[0].metadata
+
+
+def test_goals_come_from_the_you_will_list_of_the_first_cell():
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        "# 9 · A topic\n\nWhy it matters.\n\n**You will**\n\n1. do $x^2$;\n2. see why.\n\n**Graded:** all of it."
+    )])
+    assert pages.goals(notebook) == "**You will**\n\n1. do $x^2$;\n2. see why."
+    notebook.cells[0].source = "# 9 · A topic\n\nWhy it matters.\n\nMore."
+    assert pages.goals(notebook) == "Why it matters."
+
+
+def test_feedback_pages_use_a_mathjax_copy_written_next_to_them(tmp_path):
+    import nbgrader
+    from nbconvert.writers import FilesWriter
+
+    from grader_tests.engine.nbgrader_plugins import FeedbackExporter
+
+    formgrader = Path(nbgrader.__file__).parent / "server_extensions" / "formgrader"
+    exporter = FeedbackExporter(  # configured as nbgrader's GenerateFeedback configures its exporter
+        template_name="feedback", extra_template_basedirs=[str(formgrader / "templates")],
+        extra_template_paths=[str(formgrader / "static" / "node_modules" / "bootstrap" / "dist" / "css")],
+    )
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("The gradient $\\partial s_c / \\partial I$ of $$s_c = \\sum_k w_k A_k.$$"),
+        nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", name="stdout", text="1\n")]),
+    ])
+    resources = {"nbgrader": {"notebook": "demo", "score": 1.0, "max_score": 2.0, "late_penalty": 0}}
+    page, resources = exporter.from_notebook_node(notebook, resources)
+    FilesWriter(build_directory=str(tmp_path)).write(page, resources, notebook_name="demo")
+    _assert_offline((tmp_path / "demo.html").read_text(), tmp_path)
+    installed = pages.mathjax_folder() / "es5" / "tex-svg-full.js"
+    assert (tmp_path / pages.MATHJAX).read_bytes() == installed.read_bytes()
+    assert "$\\partial s_c / \\partial I$" in page  # left to MathJax, which reads $...$ (its configuration)
+    assert 'inlineMath: [["$", "$"]' in page
