@@ -36,3 +36,16 @@ def energy_in_mask(heatmaps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     total = heatmaps.flatten(1).sum(1)
     inside = (heatmaps * masks).flatten(1).sum(1)
     return torch.where(total > 0, inside / total.clamp_min(torch.finfo(heatmaps.dtype).tiny), torch.zeros_like(total))
+
+
+def on_object_ratio(heatmaps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """``(N,)``: each map's share on the object (:func:`energy_in_mask`) over the object's share of the image.
+
+    1 is chance: a uniform map, or one that ignores where the object is, puts on the object the share of the
+    image the object covers. Above 1 the map concentrates on the object; the largest possible value is
+    ``H * W / mask pixels`` (every bit of the map on the object). ``masks (N, H, W)`` must not be empty.
+    """
+    area = masks.flatten(1).float().mean(1)
+    if (area == 0).any():
+        raise ValueError("every mask must hold at least one pixel: the ratio divides by the object's area")
+    return energy_in_mask(heatmaps, masks) / area.to(heatmaps.dtype)

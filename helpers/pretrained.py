@@ -1,7 +1,9 @@
 """The embedded course model, loaded from a checkpoint in the package and verified by SHA-256.
 
-:func:`load_pretrained` never touches the network. :func:`load_imagenet_vgg11` is the explicit opt-in for
-users who are online: torchvision's ImageNet ``vgg11_bn`` weights mapped onto the seed's layer names.
+:func:`load_pretrained` never touches the network. Two checkpoints ship: the course model (``variant="robust"``,
+the default), trained with Gaussian input noise in its last epochs, and the ``"standard"`` model, the same
+network trained on clean images only. :func:`load_imagenet_vgg11` is the explicit opt-in for users who are
+online: torchvision's ImageNet ``vgg11_bn`` weights mapped onto the seed's layer names.
 """
 
 from __future__ import annotations
@@ -16,9 +18,25 @@ import torch
 from .data import CLASSES
 from .models import VGG11Classification, VGG11GAP, torchvision_to_seed_names
 
-CHECKPOINT = Path(__file__).parent / "weights" / "vgg11_shapes.pt"
-CHECKPOINT_SHA256 = "9935d648ad7b407234a47addb13170928c08f16433fb9b7885b7b5a0c148eaf4"
-"""Written by ``python -m helpers.train --out helpers/weights/vgg11_shapes.pt``; a mismatch fails loudly."""
+WEIGHTS = Path(__file__).parent / "weights"
+
+CHECKPOINT = WEIGHTS / "vgg11_shapes.pt"
+CHECKPOINT_SHA256 = "33686259381f4d2d0c651bcba200f1173036d268e403e0f64062d6e8c627fb95"
+"""The course model (``variant="robust"``), written by ``python -m helpers.train --out helpers/weights/vgg11_shapes.pt``
+bit for bit; a mismatch fails loudly."""
+
+STANDARD_CHECKPOINT = WEIGHTS / "vgg11_shapes_standard.pt"
+STANDARD_CHECKPOINT_SHA256 = "9935d648ad7b407234a47addb13170928c08f16433fb9b7885b7b5a0c148eaf4"
+"""The standard model, trained on clean images only: ``python -m helpers.train --variant standard``."""
+
+VARIANTS: dict[str, tuple[Path, str]] = {
+    "robust": (CHECKPOINT, CHECKPOINT_SHA256),
+    "standard": (STANDARD_CHECKPOINT, STANDARD_CHECKPOINT_SHA256),
+}
+"""The packaged checkpoints by the name :func:`load_pretrained` takes: ``variant -> (file, SHA-256)``."""
+
+PACKAGED = "packaged"
+"""The default of ``load_pretrained(expected_sha256=...)``: the packaged hash of the chosen variant."""
 
 
 def sha256(path: Path) -> str:
@@ -36,18 +54,29 @@ def save_checkpoint(model: VGG11GAP, path: Path, **metadata: Any) -> str:
     return sha256(path)
 
 
-def load_pretrained(path: Path | None = None, expected_sha256: str | None = CHECKPOINT_SHA256) -> VGG11GAP:
+def load_pretrained(
+    path: Path | None = None, expected_sha256: str | None = PACKAGED, *, variant: str = "robust"
+) -> VGG11GAP:
     """The embedded model, in eval mode, on the CPU.
 
     Args:
-        path: a checkpoint written by ``python -m helpers.train``; the packaged one by default.
-        expected_sha256: the file's expected hash; ``None`` skips the check (for your own checkpoints).
+        path: a checkpoint written by ``python -m helpers.train``; the packaged one of ``variant`` by default.
+        expected_sha256: the file's expected hash, by default the packaged hash of ``variant``; ``None`` skips
+            the check (for your own checkpoints).
+        variant: ``"robust"``, the course model, trained with input noise in its last epochs so that its
+            saliency maps find the object; or ``"standard"``, the same network trained on clean images only,
+            as accurate and with as good Grad-CAM maps, but with saliency maps at chance.
 
     Raises:
         FileNotFoundError: the checkpoint is missing.
-        ValueError: its hash differs from ``expected_sha256`` (a corrupt or replaced file).
+        ValueError: an unknown variant, or a hash other than ``expected_sha256`` (a corrupt or replaced file).
     """
-    path = CHECKPOINT if path is None else Path(path)
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}: choose one of {', '.join(map(repr, VARIANTS))}")
+    packaged_path, packaged_sha256 = VARIANTS[variant]
+    path = packaged_path if path is None else Path(path)
+    if expected_sha256 == PACKAGED:
+        expected_sha256 = packaged_sha256
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; retrain with `python -m helpers.train --out {path}`")
     if expected_sha256 is not None and (actual := sha256(path)) != expected_sha256:

@@ -1,9 +1,17 @@
-"""Train the embedded course model from scratch: ``python -m helpers.train [--out PATH]``.
+"""Train the embedded course model from scratch: ``python -m helpers.train [--variant robust|standard] [--out PATH]``.
 
 Two phases: most epochs on 128x128 crops of the 224x224 scenes, each holding the whole object (the same pixel
 scale as the full images, 5x faster per image on a CPU), then the last epoch on full 224x224 images, the
 notebook resolution, while the learning rate anneals to zero. The GAP head lets the same weights take both
 sizes; crops rather than smaller renders keep the objects' size in pixels the same in both phases.
+
+The course model (``robust``) trains its last three epochs on adversarial images: each training image moved by
+one FGSM step, ``x + fgsm_eps * sign(d loss / dx)`` (Goodfellow et al. 2015), the small change of every pixel
+that raises its loss the most, with BatchNorm's statistics frozen (``frozen_epochs``). A model that must
+classify such images cannot rest its score on single-pixel patterns of the clutter: its input gradient becomes
+small off the object, so plain saliency maps find the object (Tsipras et al. 2019; Santurkar et al. 2019).
+Gaussian input noise (``noise_std``) is the other option measured; see the README for what each reached. The
+``standard`` model is trained on clean images only.
 
 Seeded end to end: the same torch build and thread count reproduce the checkpoint bit for bit.
 """
@@ -20,6 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import CLASSES, IMAGE_SIZE, make_dataset
+from .inference import evaluating
 from .models import VGG11GAP
 from .pretrained import save_checkpoint
 
@@ -29,6 +38,8 @@ TRAIN_SEED = 0
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
+    """The course model's recipe (the defaults); :data:`STANDARD` is the same without perturbations."""
+
     width: float = 1 / 8
     crop: int = 128
     crop_images: int = 12_000
@@ -39,6 +50,62 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 5e-4
     seed: int = TRAIN_SEED
+    noise_std: float = 0.0
+    """Std of Gaussian noise added to the normalised input in the perturbed epochs (after the FGSM step); 0: none."""
+    fgsm_eps: float = 0.03
+    """Size of the FGSM step (its gradient in eval mode) in normalised units, about 1.7/255 of the pixel range;
+    0: none."""
+    perturbed_epochs: int = 3
+    """How many of the last epochs, counted over both phases (the full-size epochs come last), are perturbed
+    (all of them if there are fewer)."""
+    frozen_epochs: int = 3
+    """How many of the perturbed epochs, the last ones, train with BatchNorm in eval mode: it normalises with its
+    running statistics (from the epochs before), which then stay as they are (its scale and shift still learn), so
+    that the network trained on perturbed images is exactly the network that is evaluated. With batch statistics
+    the saliency maps find the object less well (the README's table)."""
+
+    def __post_init__(self) -> None:
+        if min(self.noise_std, self.fgsm_eps, self.perturbed_epochs, self.frozen_epochs) < 0:
+            raise ValueError("noise_std, fgsm_eps, perturbed_epochs and frozen_epochs must not be negative")
+
+    @property
+    def perturbed(self) -> bool:
+        """Whether any epoch sees perturbed images."""
+        return self.perturbed_epochs > 0 and (self.noise_std > 0 or self.fgsm_eps > 0)
+
+    def metadata(self) -> dict[str, float | int]:
+        """The config as stored in a checkpoint. Without perturbations the perturbation fields are left out: the
+        standard checkpoint predates them, and retraining it must write the same bytes."""
+        fields = dataclasses.asdict(self)
+        if not self.perturbed:
+            for name in PERTURBATION_FIELDS:
+                del fields[name]
+        return fields
+
+
+PERTURBATION_FIELDS = ("noise_std", "fgsm_eps", "perturbed_epochs", "frozen_epochs")
+"""The fields the standard checkpoint predates."""
+
+STANDARD = TrainConfig(noise_std=0.0, fgsm_eps=0.0, perturbed_epochs=0, frozen_epochs=0)
+"""The standard model: clean images only (``helpers/weights/vgg11_shapes_standard.pt``)."""
+
+VARIANTS = {"robust": TrainConfig(), "standard": STANDARD}
+"""The recipes of the packaged checkpoints, by the variant names of :func:`helpers.load_pretrained`."""
+
+
+def perturb(
+    model: VGG11GAP, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig, noise: torch.Generator
+) -> torch.Tensor:
+    """The images a perturbed step trains on: an FGSM step if ``fgsm_eps > 0`` (its gradient in eval mode, as at
+    test time, and without parameter gradients), then Gaussian noise of std ``noise_std`` drawn from ``noise``."""
+    if config.fgsm_eps > 0:
+        x = images.clone().requires_grad_()
+        with evaluating(model), torch.enable_grad():
+            (gradient,) = torch.autograd.grad(F.cross_entropy(model(x), labels), x)
+        images = images + config.fgsm_eps * gradient.sign()
+    if config.noise_std > 0:
+        images = images + config.noise_std * torch.randn(images.shape, generator=noise)
+    return images
 
 
 def train(config: TrainConfig = TrainConfig(), progress: bool = True) -> VGG11GAP:
@@ -53,34 +120,48 @@ def train(config: TrainConfig = TrainConfig(), progress: bool = True) -> VGG11GA
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.2)
     order = torch.Generator().manual_seed(config.seed)
-    model.train()
+    noise = torch.Generator().manual_seed(config.seed + 1)  # a stream of its own: the clean epochs stay as they were
+    all_epochs = config.crop_epochs + config.full_epochs
+    first_perturbed = all_epochs - config.perturbed_epochs if config.perturbed else all_epochs
+    first_frozen = all_epochs - min(config.frozen_epochs, config.perturbed_epochs) if config.perturbed else all_epochs
+    epoch = 0  # counted over both phases
     with tqdm(total=steps, disable=not progress, unit="batch") as bar:
         for crop, n_images, epochs, first in phases:
             size = crop or IMAGE_SIZE
             bar.set_description(f"rendering {n_images} images at {size}px")
             data = make_dataset(n_images, config.seed, IMAGE_SIZE, start=first, crop=crop)
-            for epoch in range(epochs):
-                bar.set_description(f"{size}px epoch {epoch + 1}/{epochs}")
+            for phase_epoch in range(epochs):
+                perturbed = epoch >= first_perturbed
+                model.train(epoch < first_frozen)  # eval mode: BatchNorm's statistics frozen
+                kind = (" perturbed" if perturbed else "") + (", BatchNorm frozen" if epoch >= first_frozen else "")
+                bar.set_description(f"{size}px epoch {phase_epoch + 1}/{epochs}{kind}")
                 for batch in torch.randperm(n_images, generator=order).split(config.batch_size):
-                    loss = F.cross_entropy(model(data.images[batch]), data.labels[batch])
+                    images, labels = data.images[batch], data.labels[batch]
+                    if perturbed:
+                        images = perturb(model, images, labels, config, noise)
+                    loss = F.cross_entropy(model(images), labels)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
                     schedule.step()
                     bar.set_postfix(loss=f"{loss.item():.3f}")
                     bar.update()
+                epoch += 1
     return model.eval()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("build/vgg11_shapes.pt"), help="checkpoint to write")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="robust",
+                        help="robust: the course model, adversarial last epochs (default); standard: clean images only")
+    parser.add_argument("--out", type=Path, help="checkpoint to write (default: build/vgg11_shapes[_standard].pt)")
     args = parser.parse_args()
+    out = args.out or Path("build") / ("vgg11_shapes.pt" if args.variant == "robust" else "vgg11_shapes_standard.pt")
     start = time.perf_counter()
-    config = TrainConfig()
+    config = VARIANTS[args.variant]
     model = train(config)
-    digest = save_checkpoint(model, args.out, config=dataclasses.asdict(config))
-    print(f"trained in {time.perf_counter() - start:.0f} s; wrote {args.out} (sha256 {digest})")
+    digest = save_checkpoint(model, out, config=config.metadata())
+    print(f"trained in {time.perf_counter() - start:.0f} s; wrote {out} (sha256 {digest})")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,64 @@
+import importlib.util
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 from helpers.data import CLASSES, make_dataset
 from helpers.inference import accuracy
-from helpers.pretrained import CHECKPOINT, CHECKPOINT_SHA256, load_pretrained, save_checkpoint, sha256
+from helpers.pretrained import CHECKPOINT, STANDARD_CHECKPOINT, VARIANTS, load_pretrained, save_checkpoint, sha256
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_packaged_checkpoint_is_small_and_matches_its_hash():
-    assert CHECKPOINT.stat().st_size <= 5 * 2**20
-    assert sha256(CHECKPOINT) == CHECKPOINT_SHA256
+@pytest.fixture(scope="module")
+def measure_model():
+    """scripts/ is not a package: import scripts/measure_model.py from its path."""
+    spec = importlib.util.spec_from_file_location("measure_model", ROOT / "scripts" / "measure_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    """Images of a seed training never used (training renders seed 0 only)."""
+    return make_dataset(100, seed=7)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_packaged_checkpoints_are_small_and_match_their_hashes(variant):
+    path, expected = VARIANTS[variant]
+    assert path.parent == CHECKPOINT.parent and path.stat().st_size <= 5 * 2**20
+    assert sha256(path) == expected
+    assert VARIANTS["robust"][0] == CHECKPOINT and VARIANTS["standard"][0] == STANDARD_CHECKPOINT
+
+
+def test_the_two_variants_are_different_models_and_the_course_model_is_the_default(pretrained):
+    standard = load_pretrained(variant="standard")
+    assert not any(m.training for m in standard.modules())
+    assert not torch.equal(standard.fc.weight, pretrained.fc.weight)
+    assert torch.equal(load_pretrained(variant="robust").fc.weight, pretrained.fc.weight)
+    with pytest.raises(ValueError, match="unknown variant"):
+        load_pretrained(variant="imagenet")
+    with pytest.raises(ValueError, match="SHA-256"):  # one variant's file against the other's hash
+        load_pretrained(STANDARD_CHECKPOINT, variant="robust")
+
+
+def test_the_course_model_reaches_all_four_targets_on_held_out_images(pretrained, measure_model, held_out):
+    """The targets on 100 images (the README's figures use 2,000: scripts/measure_model.py)."""
+    figures = measure_model.measure(pretrained, held_out)
+    for name, target in measure_model.TARGETS.items():
+        assert getattr(figures, name) >= target, f"{name} = {getattr(figures, name):.3f}, target {target}"
+
+
+def test_the_standard_model_classifies_and_localises_but_its_saliency_is_at_chance(measure_model, held_out):
+    """What 05_saliency shows: as accurate, Grad-CAM as good, saliency maps that ignore where the object is."""
+    figures = measure_model.measure(load_pretrained(variant="standard"), held_out)
+    assert figures.accuracy >= 0.98 and figures.gradcam_pointing >= 0.9
+    assert figures.saliency_ratio < 1.5
+    assert figures.saliency_pointing < measure_model.baselines(held_out)["centre_pointing"]
 
 
 def test_loads_in_eval_mode_with_the_course_classes(pretrained):
