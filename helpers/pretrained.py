@@ -1,7 +1,7 @@
 """The embedded course model, loaded from a checkpoint in the package and verified by SHA-256.
 
 :func:`load_pretrained` never touches the network. Two checkpoints ship: the course model (``variant="robust"``,
-the default), trained with Gaussian input noise in its last epochs, and the ``"standard"`` model, the same
+the default), trained on adversarial (FGSM) images in its last epochs, and the ``"standard"`` model, the same
 network trained on clean images only. :func:`load_imagenet_vgg11` is the explicit opt-in for users who are
 online: torchvision's ImageNet ``vgg11_bn`` weights mapped onto the seed's layer names.
 """
@@ -63,7 +63,7 @@ def load_pretrained(
         path: a checkpoint written by ``python -m helpers.train``; the packaged one of ``variant`` by default.
         expected_sha256: the file's expected hash, by default the packaged hash of ``variant``; ``None`` skips
             the check (for your own checkpoints).
-        variant: ``"robust"``, the course model, trained with input noise in its last epochs so that its
+        variant: ``"robust"``, the course model, trained on adversarial (FGSM) images in its last epochs so that its
             saliency maps find the object; or ``"standard"``, the same network trained on clean images only,
             as accurate and with as good Grad-CAM maps, but with saliency maps at chance.
 

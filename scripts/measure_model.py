@@ -2,7 +2,7 @@
 
     python scripts/measure_model.py [--images 2000] [--checkpoint PATH]
 
-For the course model (``load_pretrained()``, trained with input noise) and the standard one
+For the course model (``load_pretrained()``, trained on FGSM images in its last epochs) and the standard one
 (``load_pretrained(variant="standard")``), on images of a seed never used in training: accuracy, the Grad-CAM
 pointing game, the saliency map's on-object ratio and its pointing game, with the baselines a map must beat;
 then the time of one forward + backward of one image at notebook resolution.
