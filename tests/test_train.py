@@ -39,11 +39,12 @@ def test_fgsm_and_noise_training_is_seeded_too():
 
 def test_perturbations_change_the_result_and_a_recipe_without_them_is_the_standard_one():
     """The standard recipe is untouched by the perturbation code: a config whose perturbations never come into
-    play (no perturbed epoch, or no noise) trains exactly the standard model, BatchNorm and all."""
+    play (no perturbed epoch, or neither noise nor an FGSM step) trains exactly the standard model, BatchNorm and
+    all."""
     noisy, clean = train(SMALLER, progress=False), train(SMALLER_STANDARD, progress=False)
     assert not torch.equal(noisy.fc.weight, clean.fc.weight)
     _assert_same_weights(clean, train(dataclasses.replace(SMALLER, perturbed_epochs=0), progress=False))
-    _assert_same_weights(clean, train(dataclasses.replace(SMALLER, noise_std=0.0), progress=False))
+    _assert_same_weights(clean, train(dataclasses.replace(SMALLER, noise_std=0.0, fgsm_eps=0.0), progress=False))
 
 
 def test_only_the_last_epochs_are_perturbed_and_the_last_of_those_frozen(monkeypatch):
