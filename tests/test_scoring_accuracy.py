@@ -45,6 +45,7 @@ NOTEBOOKS = {
     "06": ROOT / "solutions/06_gradcam/gradcam.ipynb",
     "07": ROOT / "solutions/07_patches/patches.ipynb",
     "09": ROOT / "solutions/09_embeddings/embeddings.ipynb",
+    "11": ROOT / "solutions/11_occlusion/occlusion.ipynb",
 }
 FUNCTIONS = {
     "01": ["gradient_at", "linear_grads_autograd", "linear_grads_closed_form", "sgd_step"],
@@ -55,6 +56,7 @@ FUNCTIONS = {
     "06": ["class_activation_map", "vis_gradcam"],
     "07": ["receptive_fields", "top_patches"],
     "09": ["nearest_neighbours", "knn_accuracy"],
+    "11": ["occlusion_drops", "occlusion_map"],
 }
 NOTEBOOK_OF = {function: notebook for notebook, functions in FUNCTIONS.items() for function in functions}
 
@@ -1546,6 +1548,200 @@ BUGS["knn_accuracy"] = {
             predicted = train_labels[indices].float().mean(dim=1).round().long()
             return (predicted == test_labels).float().mean().item()
         """, {"test_knn_accuracy": "wrong accuracy"}),
+}
+
+# 11_occlusion --------------------------------------------------------------------------------------------------
+
+ALTERNATIVES["occlusion_drops"] = {
+    "masks blended into the copies, the mode saved and restored by hand": """
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=16):
+            height, width = image.shape[-2:]
+            rows = int(np.ceil((height - window) / stride)) + 1
+            cols = int(np.ceil((width - window) / stride)) + 1
+            masks = torch.zeros(rows * cols, 1, height, width, dtype=image.dtype)
+            for n in range(rows * cols):
+                r, c = divmod(n, cols)
+                masks[n, :, r * stride : r * stride + window, c * stride : c * stride + window] = 1
+            was_training = model.training
+            model.eval()
+            with torch.no_grad():
+                clean = model(image[None])[0, class_idx]
+                scores = torch.cat([model(image * (1 - m) + fill * m)[:, class_idx] for m in masks.split(batch_size)])
+            model.train(was_training)
+            return (clean - scores).reshape(rows, cols)
+        """,
+    "the clean image in the first batch, explicit clipping with min()": """
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=16):
+            height, width = image.shape[-2:]
+            tops = list(range(0, height - window + stride, stride))
+            lefts = list(range(0, width - window + stride, stride))
+            copies = [image.clone()]
+            for top in tops:
+                for left in lefts:
+                    copy = image.clone()
+                    copy[:, top : min(top + window, height), left : min(left + window, width)] = fill
+                    copies.append(copy)
+            with helpers.evaluating(model), torch.no_grad():
+                scores = torch.cat([model(torch.stack(copies[i : i + batch_size]))[:, class_idx]
+                                    for i in range(0, len(copies), batch_size)])
+            return (scores[0] - scores[1:]).view(len(tops), len(lefts))
+        """,
+    "all copies first with unfold-free indexing, then torch.split": """
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=16):
+            h, w = image.shape[1:]
+            rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
+            copies = image.expand(rows * cols, *image.shape).clone()
+            for i in range(rows):
+                for j in range(cols):
+                    copies[i * cols + j, :, i * stride : i * stride + window, j * stride : j * stride + window] = fill
+            with helpers.evaluating(model), torch.inference_mode():
+                clean = model(image.unsqueeze(0))[:, class_idx]
+                occluded = torch.cat([model(batch)[:, class_idx] for batch in torch.split(copies, batch_size)])
+            return (clean - occluded).reshape(rows, cols).clone()
+        """,
+}
+BUGS["occlusion_drops"] = {
+    "the sign reversed": ("""
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=16):
+            h, w = image.shape[1:]
+            rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
+            copies = image.repeat(rows * cols, 1, 1, 1)
+            for n, copy in enumerate(copies):
+                r, c = divmod(n, cols)
+                copy[:, r * stride : r * stride + window, c * stride : c * stride + window] = fill
+            with helpers.evaluating(model), torch.no_grad():
+                clean = model(image[None])[0, class_idx]
+                scores = torch.cat([model(b)[:, class_idx] for b in copies.split(batch_size)])
+            return (scores - clean).view(rows, cols)
+        """, {"test_occlusion_drops": "sign reversed"}),
+    "floor instead of ceil: the clipped last windows are missing": ("""
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=16):
+            h, w = image.shape[1:]
+            rows, cols = (h - window) // stride + 1, (w - window) // stride + 1
+            copies = image.repeat(rows * cols, 1, 1, 1)
+            for n, copy in enumerate(copies):
+                r, c = divmod(n, cols)
+                copy[:, r * stride : r * stride + window, c * stride : c * stride + window] = fill
+            with helpers.evaluating(model), torch.no_grad():
+                clean = model(image[None])[0, class_idx]
+                scores = torch.cat([model(b)[:, class_idx] for b in copies.split(batch_size)])
+            return (clean - scores).view(rows, cols)
+        """, {"test_occlusion_drops": "has shape"}),
+    "the softmax probability instead of the logit": ("""
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=16):
+            h, w = image.shape[1:]
+            rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
+            copies = image.repeat(rows * cols, 1, 1, 1)
+            for n, copy in enumerate(copies):
+                r, c = divmod(n, cols)
+                copy[:, r * stride : r * stride + window, c * stride : c * stride + window] = fill
+            with helpers.evaluating(model), torch.no_grad():
+                clean = model(image[None]).softmax(1)[0, class_idx]
+                scores = torch.cat([model(b).softmax(1)[:, class_idx] for b in copies.split(batch_size)])
+            return (clean - scores).view(rows, cols)
+        """, {"test_occlusion_drops": "wrong values"}),
+    "only the first colour channel filled": ("""
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=16):
+            h, w = image.shape[1:]
+            rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
+            copies = image.repeat(rows * cols, 1, 1, 1)
+            for n, copy in enumerate(copies):
+                r, c = divmod(n, cols)
+                copy[0, r * stride : r * stride + window, c * stride : c * stride + window] = fill
+            with helpers.evaluating(model), torch.no_grad():
+                clean = model(image[None])[0, class_idx]
+                scores = torch.cat([model(b)[:, class_idx] for b in copies.split(batch_size)])
+            return (clean - scores).view(rows, cols)
+        """, {"test_occlusion_drops": "wrong values"}),
+    "one forward pass per copy": ("""
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=16):
+            h, w = image.shape[1:]
+            rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
+            drops = torch.zeros(rows, cols, dtype=image.dtype)
+            with helpers.evaluating(model), torch.no_grad():
+                clean = model(image[None])[0, class_idx]
+                for r in range(rows):
+                    for c in range(cols):
+                        copy = image.clone()
+                        copy[:, r * stride : r * stride + window, c * stride : c * stride + window] = fill
+                        drops[r, c] = clean - model(copy[None])[0, class_idx]
+            return drops
+        """, {"test_occlusion_drops_batched": "batch_size"}),
+    "the model's mode left as it is (train mode uses batch statistics)": ("""
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=16):
+            h, w = image.shape[1:]
+            rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
+            copies = image.repeat(rows * cols, 1, 1, 1)
+            for n, copy in enumerate(copies):
+                r, c = divmod(n, cols)
+                copy[:, r * stride : r * stride + window, c * stride : c * stride + window] = fill
+            with torch.no_grad():
+                clean = model(image[None])[0, class_idx]
+                scores = torch.cat([model(b)[:, class_idx] for b in copies.split(batch_size)])
+            return (clean - scores).view(rows, cols)
+        """, {"test_occlusion_drops_batched": "eval mode"}),
+}
+
+ALTERNATIVES["occlusion_map"] = {
+    "a transposed convolution with a kernel of ones": """
+        def occlusion_map(drops, window, stride, size):
+            kernel = torch.ones(1, 1, window, window, dtype=drops.dtype)
+            sums = F.conv_transpose2d(drops[None, None], kernel, stride=stride)[0, 0, : size[0], : size[1]]
+            counts = F.conv_transpose2d(torch.ones_like(drops)[None, None], kernel, stride=stride)
+            return sums / counts[0, 0, : size[0], : size[1]]
+        """,
+    "F.fold of the repeated drops": """
+        def occlusion_map(drops, window, stride, size):
+            rows, cols = drops.shape
+            full = ((rows - 1) * stride + window, (cols - 1) * stride + window)
+            patches = drops.reshape(1, 1, rows * cols).expand(1, window * window, rows * cols)
+            sums = F.fold(patches, full, window, stride=stride)
+            counts = F.fold(torch.ones_like(patches), full, window, stride=stride)
+            return (sums / counts)[0, 0, : size[0], : size[1]]
+        """,
+    "numpy, pixel by pixel, in float64": """
+        def occlusion_map(drops, window, stride, size):
+            d = drops.double().numpy()
+            out = np.zeros(size)
+            for i in range(size[0]):
+                for j in range(size[1]):
+                    rs = [r for r in range(d.shape[0]) if r * stride <= i < r * stride + window]
+                    cs = [c for c in range(d.shape[1]) if c * stride <= j < c * stride + window]
+                    out[i, j] = d[np.ix_(rs, cs)].mean()
+            return torch.from_numpy(out).to(drops.dtype)
+        """,
+}
+BUGS["occlusion_map"] = {
+    "the sums, not divided by the number of windows": ("""
+        def occlusion_map(drops, window, stride, size):
+            sums = torch.zeros(size, dtype=drops.dtype)
+            for r in range(drops.shape[0]):
+                for c in range(drops.shape[1]):
+                    sums[r * stride : r * stride + window, c * stride : c * stride + window] += drops[r, c]
+            return sums
+        """, {"test_occlusion_map": "divide"}),
+    "the last window written over the others": ("""
+        def occlusion_map(drops, window, stride, size):
+            heat = torch.zeros(size, dtype=drops.dtype)
+            for r in range(drops.shape[0]):
+                for c in range(drops.shape[1]):
+                    heat[r * stride : r * stride + window, c * stride : c * stride + window] = drops[r, c]
+            return heat
+        """, {"test_occlusion_map": "wrong values"}),
+    "the grid stretched to the image size (bilinear)": ("""
+        def occlusion_map(drops, window, stride, size):
+            return F.interpolate(drops[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+        """, {"test_occlusion_map": "wrong values"}),
+    "windows placed every `window` pixels instead of every `stride`": ("""
+        def occlusion_map(drops, window, stride, size):
+            sums = torch.zeros(size, dtype=drops.dtype)
+            counts = torch.zeros(size, dtype=drops.dtype)
+            for r in range(drops.shape[0]):
+                for c in range(drops.shape[1]):
+                    sums[r * window : r * window + window, c * window : c * window + window] += drops[r, c]
+                    counts[r * window : r * window + window, c * window : c * window + window] += 1
+            return sums / counts.clamp_min(1)
+        """, {"test_occlusion_map": "wrong values"}),
 }
 
 # --- the cases ------------------------------------------------------------------------------------------------

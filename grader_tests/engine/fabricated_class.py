@@ -240,6 +240,25 @@ NEIGHBOURS_FLOAT64 = (
     "torch.cdist(query, gallery)", "torch.cdist(query.double(), gallery.double())",
     "    return order[:, :k], d_sorted[:, :k]", "    return order[:, :k], d_sorted[:, :k].to(query.dtype)",
 )
+OCCLUSION_ONE_BY_ONE = (
+    "            scores.append(model(copies)[:, class_idx])",
+    "            scores.append(torch.stack([model(copy[None])[0, class_idx] for copy in copies]))",
+)
+OCCLUSION_MAP_TRANSPOSED = (
+    """    sums = torch.zeros(size, dtype=drops.dtype)
+    counts = torch.zeros(size, dtype=drops.dtype)
+    for r in range(drops.shape[0]):
+        for c in range(drops.shape[1]):
+            rows = slice(r * stride, r * stride + window)
+            cols = slice(c * stride, c * stride + window)
+            sums[rows, cols] += drops[r, c]
+            counts[rows, cols] += 1
+    return sums / counts""",
+    """    ones = torch.ones(1, 1, window, window, dtype=drops.dtype)
+    sums = F.conv_transpose2d(drops[None, None], ones, stride=stride)[0, 0, : size[0], : size[1]]
+    counts = F.conv_transpose2d(torch.ones_like(drops)[None, None], ones, stride=stride)[0, 0, : size[0], : size[1]]
+    return sums / counts""",
+)
 PATCHES_FLOAT64 = (
     "    patches = images.new_zeros(k, images.shape[1], size, size)",
     "    patches = torch.zeros(k, images.shape[1], size, size, dtype=torch.float64)   # copied in float64",
@@ -302,7 +321,7 @@ Content = NotebookNode | bytes | tuple[str, NotebookNode]  # a notebook, raw byt
 def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
     """``{student: (Student, {assignment: content})}``."""
     a1, a2, a3, a4, a5, a6, a7, *_ = every = assignments(root)
-    a9 = "09_embeddings"
+    a9, a11 = "09_embeddings", "11_occlusion"
     full = {a: autograded_points(a, root) for a in every}
 
     def losing(assignment: str, failing: Iterable[str]) -> float:
@@ -338,7 +357,8 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
         "not with the reference); class_activation_map leaves its hook registered; receptive_fields ignores "
         "dilation; top_patches cuts its patches without the field's start (its scores and positions stay right: "
         "test_top_patches keeps its points); nearest_neighbours breaks ties with topk (any order: it costs "
-        "test_nearest_neighbours_conventions only; knn_accuracy, which calls it, keeps its points)",
+        "test_nearest_neighbours_conventions only; knn_accuracy, which calls it, keeps its points); occlusion_drops "
+        "runs one forward pass per occluded copy (right values: it costs test_occlusion_drops_batched only)",
         None,
         {
             a1: (sub(P(a1), "sgd_step", "    model.zero_grad()\n", ""), losing(a1, ["test_sgd_step"])),
@@ -349,6 +369,8 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
                  losing(a7, ["test_receptive_fields", "test_top_patches_crops"])),
             a9: (sub(P(a9), "nearest_neighbours", *NEIGHBOURS_TOPK),
                  losing(a9, ["test_nearest_neighbours_conventions"])),
+            a11: (sub(P(a11), "occlusion_drops", *OCCLUSION_ONE_BY_ONE),
+                  losing(a11, ["test_occlusion_drops_batched"])),
         },
     )
 
@@ -404,9 +426,10 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
         "althook",
         "correct alternatives hooking an equivalent tensor: CAM from a forward pre-hook on model.gap (its input "
         "is relu5_2's output), Grad-CAM from a pre-hook on relu5_2 (its input is bn5_2's output); activations "
-        "registered with a lambda instead of functools.partial, stored with .clone().detach()",
+        "registered with a lambda instead of functools.partial, stored with .clone().detach(); the occlusion map "
+        "summed by a transposed convolution with a kernel of ones instead of a loop over the windows",
         None,
-        {a4: (nb4, full[a4]), a6: (nb6, full[a6])},
+        {a4: (nb4, full[a4]), a6: (nb6, full[a6]), a11: (sub(P(a11), "occlusion_map", *OCCLUSION_MAP_TRANSPOSED), full[a11])},
     )
 
     # --- what the kernel goes through: stderr, timeouts, exits, floods ---------------------------------------
