@@ -138,7 +138,7 @@ def _digest(batch) -> str:
                     reason=f"the hashes were computed with torch {HASHED_WITH_TORCH} (float rounding may differ)")
 @pytest.mark.parametrize("expression", list(OUTPUTS_BEFORE_CONCEPTS))
 def test_outputs_are_those_from_before_the_concept_masks(expression):
-    batch = eval(expression, {"make_dataset": make_dataset, "load_demo": load_demo})  # noqa: S307 - our own table
+    batch = eval(expression, {"make_dataset": make_dataset, "load_demo": load_demo})
     assert type(batch).__name__ == "ShapesBatch" and len(batch) == 3
     assert _digest(batch) == OUTPUTS_BEFORE_CONCEPTS[expression]
 

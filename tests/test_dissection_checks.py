@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from grader_tests.judges import dissection as grader
+from grader_tests.judges.records import decode
 from grader_tests.kernel import dissection as probes
 from grader_tests.kernel.record import call, encode
-from grader_tests.judges.records import decode
 
 # --- an independent implementation ----------------------------------------------------------------------------------
 
@@ -107,7 +107,7 @@ def test_every_named_mistake_differs_from_the_reference_on_some_hidden_case(mist
 
 
 def _judge(name: str, observations: dict) -> str | None:
-    recorded_name, restored = decode(encode(f"dissection.{name}", observations))
+    _, restored = decode(encode(f"dissection.{name}", observations))
     try:
         getattr(grader, name)(restored)
     except AssertionError as failure:

@@ -92,8 +92,8 @@ def _union_without_overlap(activations: torch.Tensor, thresholds: torch.Tensor, 
 
 
 IOU_MISTAKES = (
-    (_per_image_mean, "is the mean of per-image IoUs: sum the intersections and the unions over the whole dataset "
-                      "first, then divide once"),
+    (_per_image_mean, ("is the mean of per-image IoUs: sum the intersections and the unions over the whole dataset "
+                       "first, then divide once")),
     (lambda a, t, m: _variant(a, t, m, mode="nearest"),
      "upsamples with nearest-neighbour interpolation: upsample bilinearly (mode='bilinear', align_corners=False)"),
     (lambda a, t, m: _variant(a, t, m, mode="bilinear", align_corners=True),
@@ -102,8 +102,8 @@ IOU_MISTAKES = (
      "upsamples bicubically: upsample bilinearly (mode='bilinear', align_corners=False)"),
     (_at_map_resolution, "compares at the maps' resolution: upsample each map to the masks' size (H, W) first"),
     (_dice, "is a Dice coefficient 2|M ∩ L| / (|M| + |L|): the IoU divides by the union |M ∪ L|"),
-    (_union_without_overlap, "divides by |M| + |L|: the union counts the pixels of the intersection once, "
-                             "|M ∪ L| = |M| + |L| - |M ∩ L|"),
+    (_union_without_overlap, ("divides by |M| + |L|: the union counts the pixels of the intersection once, "
+                              "|M ∪ L| = |M| + |L| - |M ∩ L|")),
 )
 """``(variant, what the student's result then is)``: mistakes the judge can name."""
 
