@@ -232,12 +232,14 @@ def _render(
         segment = stack["lines"][:, i]
         on_line = _distance_to_segment(x, y, segment[:, :4]) <= segment[:, 4].view(-1, 1, 1) / 2
         image = torch.where(on_line.unsqueeze(1), stack["line_colours"][:, i].view(-1, 3, 1, 1), image)
-        any_line = any_line | on_line
+        if layers is not None:
+            any_line = any_line | on_line
     for i in range(N_BLOBS):
         blob = stack["blobs"][:, i]
         on_blob = (x - blob[:, 0].view(-1, 1, 1)) ** 2 + (y - blob[:, 1].view(-1, 1, 1)) ** 2 <= blob[:, 2].view(-1, 1, 1) ** 2
         image = torch.where(on_blob.unsqueeze(1), stack["blob_colours"][:, i].view(-1, 3, 1, 1), image)
-        any_blob = any_blob | on_blob
+        if layers is not None:
+            any_blob = any_blob | on_blob
     if layers is not None:
         layers["line"], layers["blob"] = any_line, any_blob
 
