@@ -7,7 +7,16 @@ Nothing here solves a graded task; the notebooks import what they need::
     images, labels, masks = helpers.load_demo()
 """
 
-from .data import CLASSES, IMAGE_SIZE, ShapesBatch, load_demo, make_dataset
+from .data import (
+    CLASSES,
+    CONCEPTS,
+    IMAGE_SIZE,
+    ConceptBatch,
+    ShapesBatch,
+    load_demo,
+    make_concept_dataset,
+    make_dataset,
+)
 from .hooks import capture_activations
 from .images import denormalize, image_tensor_to_numpy, normalize, numpy_to_image_tensor
 from .inference import accuracy, evaluating, predict
@@ -17,9 +26,9 @@ from .plotting import normalize_map, overlay_heatmap, plot_activations, plot_fil
 from .pretrained import load_imagenet_vgg11, load_pretrained
 
 __all__ = [
-    "CLASSES", "IMAGE_SIZE", "ShapesBatch", "VGG11Backbone", "VGG11Classification", "VGG11GAP", "accuracy",
-    "capture_activations", "denormalize", "dilate", "energy_in_mask", "evaluating", "image_tensor_to_numpy",
-    "load_demo", "load_imagenet_vgg11", "load_pretrained", "make_dataset", "normalize", "normalize_map",
-    "numpy_to_image_tensor", "on_object_ratio", "overlay_heatmap", "plot_activations", "plot_filters",
-    "pointing_game", "predict", "show_images",
+    "CLASSES", "CONCEPTS", "IMAGE_SIZE", "ConceptBatch", "ShapesBatch", "VGG11Backbone", "VGG11Classification",
+    "VGG11GAP", "accuracy", "capture_activations", "denormalize", "dilate", "energy_in_mask", "evaluating",
+    "image_tensor_to_numpy", "load_demo", "load_imagenet_vgg11", "load_pretrained", "make_concept_dataset",
+    "make_dataset", "normalize", "normalize_map", "numpy_to_image_tensor", "on_object_ratio", "overlay_heatmap",
+    "plot_activations", "plot_filters", "pointing_game", "predict", "show_images",
 ]

@@ -40,6 +40,25 @@ class ShapesBatch(NamedTuple):
     masks: torch.Tensor
 
 
+SCENE_PARTS: tuple[str, ...] = ("line", "blob", "background")
+"""What else every scene is made of, besides its object: the visible pixels of the distractor lines, of the
+distractor blobs, and of the textured background (whatever no object, line or blob covers)."""
+
+CONCEPTS: tuple[str, ...] = CLASSES + SCENE_PARTS
+"""The concepts :func:`make_concept_dataset` labels, in the order of its ``concepts`` masks: one per shape class
+(the object's pixels in the images of that class, empty in the others), then :data:`SCENE_PARTS`."""
+
+
+class ConceptBatch(NamedTuple):
+    """A :class:`ShapesBatch` and its concept masks ``concepts (N, len(CONCEPTS), H, W)`` bool, in the order of
+    :data:`CONCEPTS`. Every pixel belongs to exactly one concept."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    masks: torch.Tensor
+    concepts: torch.Tensor
+
+
 def make_dataset(
     n: int, seed: int, size: int = IMAGE_SIZE, *, start: int = 0, noise: float = 0.03, crop: int | None = None
 ) -> ShapesBatch:
@@ -64,19 +83,52 @@ def make_dataset(
     return _draw(seed, range(start, start + n), size, crop, noise)
 
 
-def _draw(seed: int, indices: Sequence[int], size: int, crop: int | None, noise: float) -> ShapesBatch:
-    """Render the images ``indices`` of ``seed``, chunk by chunk (the pixel noise is large)."""
+def make_concept_dataset(n: int, seed: int, size: int = IMAGE_SIZE, *, start: int = 0, noise: float = 0.03) -> ConceptBatch:
+    """:func:`make_dataset` with the exact mask of every concept of :data:`CONCEPTS`.
+
+    The images, labels and object masks are those of ``make_dataset(n, seed, size, start=start, noise=noise)``,
+    bit for bit. ``concepts[i, c]`` is true on the pixels of image ``i`` that show concept ``c``: for a shape
+    class, the object's pixels if image ``i`` is of that class; for ``"line"`` and ``"blob"``, the pixels a
+    distractor of that kind covers and nothing drawn later hides (blobs are drawn over lines, the object over both);
+    for ``"background"``, the rest. The masks partition each image.
+    """
+    if n < 0 or start < 0 or size < 16:
+        raise ValueError(f"need n >= 0, start >= 0 and size >= 16, got n={n}, start={start}, size={size}")
+    return _draw(seed, range(start, start + n), size, None, noise, concepts=True)
+
+
+def _draw(
+    seed: int, indices: Sequence[int], size: int, crop: int | None, noise: float, concepts: bool = False
+) -> ShapesBatch | ConceptBatch:
+    """Render the images ``indices`` of ``seed``, chunk by chunk (the pixel noise is large); with ``concepts``,
+    their concept masks too."""
     out = crop or size
     images = torch.empty(len(indices), 3, out, out)
     masks = torch.empty(len(indices), out, out, dtype=torch.bool)
     labels = torch.empty(len(indices), dtype=torch.long)
+    parts = torch.empty(len(indices), len(CONCEPTS), out, out, dtype=torch.bool) if concepts else None
     for first in range(0, len(indices), _CHUNK):
         rows = slice(first, min(first + _CHUNK, len(indices)))
         params = [_sample_scene(_generator(seed, i), size, crop) for i in indices[rows]]
-        pixels, masks[rows] = _render(params, size, out, noise)
+        layers: dict[str, torch.Tensor] | None = {} if concepts else None
+        pixels, masks[rows] = _render(params, size, out, noise, layers)
         images[rows] = normalize(pixels)
         labels[rows] = torch.tensor([p["label"] for p in params])
+        if parts is not None and layers is not None:
+            parts[rows] = _concept_masks(masks[rows], labels[rows], layers)
+    if parts is not None:
+        return ConceptBatch(images, labels, masks, parts)
     return ShapesBatch(images, labels, masks)
+
+
+def _concept_masks(masks: torch.Tensor, labels: torch.Tensor, layers: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``(B, len(CONCEPTS), H, W)`` from the object masks, the labels and where lines and blobs were drawn."""
+    classes = torch.arange(len(CLASSES)).view(1, -1, 1, 1) == labels.view(-1, 1, 1, 1)
+    objects = masks.unsqueeze(1) & classes
+    blob = layers["blob"] & ~masks
+    line = layers["line"] & ~layers["blob"] & ~masks
+    background = ~(layers["line"] | layers["blob"] | masks)
+    return torch.cat([objects, line.unsqueeze(1), blob.unsqueeze(1), background.unsqueeze(1)], dim=1)
 
 
 DEMO_SEED = 2024
@@ -150,9 +202,13 @@ def _sample_scene(g: torch.Generator, size: int, crop: int | None = None) -> dic
 # --- rendering ------------------------------------------------------------------------------------------
 
 
-def _render(params: list[dict], size: int, out: int, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _render(
+    params: list[dict], size: int, out: int, noise: float, layers: dict[str, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw the ``out x out`` windows (at ``offset``) of a chunk of ``size x size`` scenes:
-    ``(B, 3, out, out)`` pixels in [0, 1] and ``(B, out, out)`` object masks."""
+    ``(B, 3, out, out)`` pixels in [0, 1] and ``(B, out, out)`` object masks. Given a dict ``layers``, also write
+    into it where any line (``"line"``) and any blob (``"blob"``) was drawn, ``(B, out, out)`` bool each, hidden or
+    not; the pixels do not depend on it."""
     stack = {key: torch.stack([torch.as_tensor(p[key]) for p in params]) for key in params[0]}
     pixels = torch.arange(out, dtype=torch.float32) + 0.5  # pixel centres
     x = (stack["offset"][:, 0].view(-1, 1, 1) + pixels.view(1, 1, -1)) / size
@@ -171,14 +227,21 @@ def _render(params: list[dict], size: int, out: int, noise: float) -> tuple[torc
     image = image + (amp * wave).unsqueeze(1)
 
     # distractors
+    any_line = any_blob = torch.zeros(image.shape[0], out, out, dtype=torch.bool)
     for i in range(N_LINES):
         segment = stack["lines"][:, i]
         on_line = _distance_to_segment(x, y, segment[:, :4]) <= segment[:, 4].view(-1, 1, 1) / 2
         image = torch.where(on_line.unsqueeze(1), stack["line_colours"][:, i].view(-1, 3, 1, 1), image)
+        if layers is not None:
+            any_line = any_line | on_line
     for i in range(N_BLOBS):
         blob = stack["blobs"][:, i]
         on_blob = (x - blob[:, 0].view(-1, 1, 1)) ** 2 + (y - blob[:, 1].view(-1, 1, 1)) ** 2 <= blob[:, 2].view(-1, 1, 1) ** 2
         image = torch.where(on_blob.unsqueeze(1), stack["blob_colours"][:, i].view(-1, 3, 1, 1), image)
+        if layers is not None:
+            any_blob = any_blob | on_blob
+    if layers is not None:
+        layers["line"], layers["blob"] = any_line, any_blob
 
     # the object, last, so its mask is exactly the pixels it covers
     masks = _shape_masks(stack, x, y)

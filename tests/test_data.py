@@ -107,3 +107,72 @@ def test_energy_in_mask_is_the_share_of_positive_heat_on_the_object():
     masks[:, 0, 0] = True
     heat = torch.tensor([[[3.0, 1.0], [0.0, 0.0]], [[-5.0, 1.0], [1.0, 2.0]], [[0.0, 0.0], [0.0, 0.0]]])
     torch.testing.assert_close(energy_in_mask(heat, masks), torch.tensor([0.75, 0.0, 0.0]))
+
+
+# --- concept masks (notebook 08_dissection) ------------------------------------------------------------------
+
+# sha256 (first 32 hex digits) of images, labels and masks, computed before make_concept_dataset was added: adding the
+# concept masks must leave every output of make_dataset as it was, bit for bit.
+OUTPUTS_BEFORE_CONCEPTS = {
+    "make_dataset(10, 0)": "0be6a9933768c2e7cb0e3e8a8bbcc221",
+    "make_dataset(6, 707, start=40)": "215e810b6637752a705e09706f3b4ce7",
+    "make_dataset(9, 3, 96, noise=0.0)": "5e1eb252a0a4d9b0592117bd42508ba5",
+    "make_dataset(8, 5, 160, crop=96)": "7bc0913333920da1d0dcb7895f31f14b",
+    "make_dataset(4, 90210, 64)": "ea7114eb6868b0800e8934176d8343bd",
+    "make_dataset(3, -17, 48, noise=0.1)": "5855bc68d0fb8a5576c4cd3a20b71749",
+    "load_demo()": "737c475b9616a981edbfc2529edaf34a",
+}
+HASHED_WITH_TORCH = "2.14"
+
+
+def _digest(batch) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for tensor in batch:
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+@pytest.mark.skipif(not torch.__version__.startswith(HASHED_WITH_TORCH),
+                    reason=f"the hashes were computed with torch {HASHED_WITH_TORCH} (float rounding may differ)")
+@pytest.mark.parametrize("expression", list(OUTPUTS_BEFORE_CONCEPTS))
+def test_outputs_are_those_from_before_the_concept_masks(expression):
+    batch = eval(expression, {"make_dataset": make_dataset, "load_demo": load_demo})
+    assert type(batch).__name__ == "ShapesBatch" and len(batch) == 3
+    assert _digest(batch) == OUTPUTS_BEFORE_CONCEPTS[expression]
+
+
+@pytest.mark.parametrize(("n", "seed", "size", "start", "noise"),
+                         [(9, 0, 224, 0, 0.03), (5, 808, 96, 3, 0.0), (4, -2, 48, 11, 0.1)])
+def test_concept_dataset_holds_the_same_images_labels_and_masks(n, seed, size, start, noise):
+    from helpers.data import make_concept_dataset
+
+    plain = make_dataset(n, seed, size, start=start, noise=noise)
+    rich = make_concept_dataset(n, seed, size, start=start, noise=noise)
+    for x, y in zip(plain, rich[:3]):
+        assert torch.equal(x, y)
+
+
+def test_concept_masks_partition_the_pixels_and_match_what_was_drawn():
+    from helpers.data import CONCEPTS, N_BLOBS, N_LINES, SCENE_PARTS, make_concept_dataset
+
+    n, size = 12, 96
+    data = make_concept_dataset(n, 21, size, noise=0.0)
+    assert data.concepts.shape == (n, len(CONCEPTS), size, size) and data.concepts.dtype == torch.bool
+    assert CONCEPTS == CLASSES + SCENE_PARTS
+    assert (data.concepts.sum(dim=1) == 1).all(), "every pixel belongs to exactly one concept"
+    for i in range(n):
+        label = int(data.labels[i])
+        assert torch.equal(data.concepts[i, label], data.masks[i])
+        assert not data.concepts[i, [c for c in range(len(CLASSES)) if c != label]].any()
+        scene = _sample_scene(_generator(21, i), size)
+        pixels = denormalize(data.images[i])
+        for part, colours in (("line", scene["line_colours"]), ("blob", scene["blob_colours"])):
+            mask = data.concepts[i, CONCEPTS.index(part)]
+            if mask.any():  # each pixel of the part shows one of that part's colours, exactly (no noise)
+                distance = (pixels[:, mask].T[:, None, :] - colours[None]).abs().amax(dim=2).amin(dim=1)
+                assert distance.max() < 1e-5, part
+    assert N_LINES > 0 and N_BLOBS > 0
+    shares = data.concepts.float().mean(dim=(0, 2, 3))
+    assert shares[CONCEPTS.index("background")] > 0.8 and shares[CONCEPTS.index("line")] > 0.005

@@ -44,6 +44,7 @@ NOTEBOOKS = {
     "05": ROOT / "solutions/05_saliency/saliency.ipynb",
     "06": ROOT / "solutions/06_gradcam/gradcam.ipynb",
     "07": ROOT / "solutions/07_patches/patches.ipynb",
+    "08": ROOT / "solutions/08_dissection/dissection.ipynb",
     "09": ROOT / "solutions/09_embeddings/embeddings.ipynb",
     "11": ROOT / "solutions/11_occlusion/occlusion.ipynb",
 }
@@ -55,6 +56,7 @@ FUNCTIONS = {
     "05": ["compute_gradient_score", "saliency_map"],
     "06": ["class_activation_map", "vis_gradcam"],
     "07": ["receptive_fields", "top_patches"],
+    "08": ["unit_thresholds", "dissection_iou"],
     "09": ["nearest_neighbours", "knn_accuracy"],
     "11": ["occlusion_drops", "occlusion_map"],
 }
@@ -1337,6 +1339,172 @@ BUGS["top_patches"] = {
                                    for n, r, c in zip(order.tolist(), rows.tolist(), columns.tolist())])
             return patches.flip(0), scores.flip(0), torch.stack([order, rows, columns], dim=1).flip(0)
         """, {"test_top_patches": "largest first"}),
+}
+
+# 08_dissection -------------------------------------------------------------------------------------------------
+
+ALTERNATIVES["unit_thresholds"] = {
+    "kthvalue at ceil(q * M)": """
+        def unit_thresholds(activations, q=0.995):
+            values = activations.transpose(0, 1).reshape(activations.shape[1], -1)
+            k = int(np.ceil(q * values.shape[1]))
+            return values.kthvalue(k, dim=1).values
+        """,
+    "numpy percentile, back to a tensor": """
+        def unit_thresholds(activations, q=0.995):
+            values = np.moveaxis(activations.numpy(), 1, 0).reshape(activations.shape[1], -1)
+            return torch.from_numpy(np.percentile(values, 100 * q, axis=1)).float()
+        """,
+    "the smallest of the top (1 - q) share, unit by unit": """
+        def unit_thresholds(activations, q=0.995):
+            thresholds = []
+            for k in range(activations.shape[1]):
+                values = activations[:, k].flatten()
+                top = max(1, round((1 - q) * values.numel()))
+                thresholds.append(values.topk(top).values[-1])
+            return torch.stack(thresholds)
+        """,
+    "float64 quantile on a permuted copy": """
+        def unit_thresholds(activations, q=0.995):
+            values = activations.permute(1, 0, 2, 3).double().flatten(1)
+            return values.quantile(q, dim=1).to(activations.dtype)
+        """,
+}
+BUGS["unit_thresholds"] = {
+    "the wrong end (q = 0.005)": ("""
+        def unit_thresholds(activations, q=0.995):
+            return torch.quantile(activations.transpose(0, 1).flatten(1), 1 - q, dim=1)
+        """, {"test_unit_thresholds": "wrong end"}),
+    "a quantile per image, averaged": ("""
+        def unit_thresholds(activations, q=0.995):
+            return torch.quantile(activations.flatten(2), q, dim=2).mean(dim=0)
+        """, {"test_unit_thresholds": "per image"}),
+    "a threshold per image and unit": ("""
+        def unit_thresholds(activations, q=0.995):
+            return torch.quantile(activations.flatten(2), q, dim=2)
+        """, {"test_unit_thresholds": "per image and unit"}),
+    "one threshold for all units": ("""
+        def unit_thresholds(activations, q=0.995):
+            return torch.quantile(activations.flatten(), q).repeat(activations.shape[1])
+        """, {"test_unit_thresholds": "one threshold for all units"}),
+    "the quantile after upsampling 16 times": ("""
+        def unit_thresholds(activations, q=0.995):
+            upsampled = F.interpolate(activations, scale_factor=16, mode="bilinear", align_corners=False)
+            return torch.quantile(upsampled.transpose(0, 1).flatten(1), q, dim=1)
+        """, {"test_unit_thresholds": "not the q quantiles"}),
+    "flatten(1) mixes the units of an image": ("""
+        def unit_thresholds(activations, q=0.995):
+            return torch.quantile(activations.flatten(1), q, dim=1)[: activations.shape[1]]
+        """, {"test_unit_thresholds": "not the q quantiles"}),
+}
+
+ALTERNATIVES["dissection_iou"] = {
+    "all images at once, einsum over floats": """
+        def dissection_iou(activations, thresholds, concept_masks):
+            up = F.interpolate(activations, size=concept_masks.shape[-2:], mode="bilinear", align_corners=False)
+            on = (up >= thresholds.view(1, -1, 1, 1)).float()
+            masks = concept_masks.float()
+            inter = torch.einsum("nkhw,nchw->kc", on, masks)
+            union = on.sum((0, 2, 3))[:, None] + masks.sum((0, 2, 3))[None, :] - inter
+            return inter / union
+        """,
+    "a loop over units and concepts, chunks of 3 images, logical_and / logical_or": """
+        def dissection_iou(activations, thresholds, concept_masks):
+            K, C = activations.shape[1], concept_masks.shape[1]
+            inter, union = torch.zeros(K, C), torch.zeros(K, C)
+            for start in range(0, len(activations), 3):
+                up = F.interpolate(activations[start:start + 3], size=tuple(concept_masks.shape[-2:]),
+                                   mode="bilinear", align_corners=False)
+                for k in range(K):
+                    on = up[:, k] >= thresholds[k]
+                    for c in range(C):
+                        concept = concept_masks[start:start + 3, c]
+                        inter[k, c] += torch.logical_and(on, concept).sum()
+                        union[k, c] += torch.logical_or(on, concept).sum()
+            return torch.where(union > 0, inter / union.clamp_min(1), torch.zeros_like(union))
+        """,
+    "strict > and numpy sums, one image at a time": """
+        def dissection_iou(activations, thresholds, concept_masks):
+            H, W = concept_masks.shape[-2:]
+            K, C = activations.shape[1], concept_masks.shape[1]
+            inter, on_total, concept_total = np.zeros((K, C)), np.zeros(K), np.zeros(C)
+            for n in range(len(activations)):
+                up = F.interpolate(activations[n:n + 1].double(), size=(H, W), mode="bilinear", align_corners=False)
+                on = (up[0] > thresholds.double().view(-1, 1, 1)).numpy().reshape(K, -1).astype(np.float64)
+                concept = concept_masks[n].numpy().reshape(C, -1).astype(np.float64)
+                inter += on @ concept.T
+                on_total += on.sum(1)
+                concept_total += concept.sum(1)
+            return torch.tensor(inter / (on_total[:, None] + concept_total[None, :] - inter), dtype=torch.float64)
+        """,
+    "broadcast (n, K, C, H, W) booleans over chunks of 2": """
+        def dissection_iou(activations, thresholds, concept_masks):
+            inter = union = 0
+            for a, m in zip(activations.split(2), concept_masks.split(2)):
+                up = F.interpolate(a, size=m.shape[-2:], mode="bilinear", align_corners=False)
+                on = (up >= thresholds[None, :, None, None]).unsqueeze(2)
+                inter = inter + (on & m.unsqueeze(1)).sum(dim=(0, 3, 4))
+                union = union + (on | m.unsqueeze(1)).sum(dim=(0, 3, 4))
+            return inter.double() / union.double()
+        """,
+}
+BUGS["dissection_iou"] = {
+    "the mean of per-image IoUs": ("""
+        def dissection_iou(activations, thresholds, concept_masks):
+            up = F.interpolate(activations, size=concept_masks.shape[-2:], mode="bilinear", align_corners=False)
+            on = (up >= thresholds.view(1, -1, 1, 1)).unsqueeze(2)
+            masks = concept_masks.unsqueeze(1)
+            inter, union = (on & masks).sum((3, 4)).float(), (on | masks).sum((3, 4)).float()
+            return (inter / union.clamp_min(1)).mean(0)
+        """, {"test_dissection_iou": "mean of per-image IoUs"}),
+    "nearest-neighbour upsampling": ("""
+        def dissection_iou(activations, thresholds, concept_masks):
+            up = F.interpolate(activations, size=concept_masks.shape[-2:], mode="nearest")
+            on = (up >= thresholds.view(1, -1, 1, 1)).float()
+            masks = concept_masks.float()
+            inter = torch.einsum("nkhw,nchw->kc", on, masks)
+            return inter / (on.sum((0, 2, 3))[:, None] + masks.sum((0, 2, 3))[None, :] - inter)
+        """, {"test_dissection_iou": "nearest-neighbour"}),
+    "align_corners=True": ("""
+        def dissection_iou(activations, thresholds, concept_masks):
+            up = F.interpolate(activations, size=concept_masks.shape[-2:], mode="bilinear", align_corners=True)
+            on = (up >= thresholds.view(1, -1, 1, 1)).float()
+            masks = concept_masks.float()
+            inter = torch.einsum("nkhw,nchw->kc", on, masks)
+            return inter / (on.sum((0, 2, 3))[:, None] + masks.sum((0, 2, 3))[None, :] - inter)
+        """, {"test_dissection_iou": "align_corners=True"}),
+    "masks brought down to the maps instead": ("""
+        def dissection_iou(activations, thresholds, concept_masks):
+            masks = (F.adaptive_avg_pool2d(concept_masks.float(), activations.shape[-2:]) >= 0.5).float()
+            on = (activations >= thresholds.view(1, -1, 1, 1)).float()
+            inter = torch.einsum("nkhw,nchw->kc", on, masks)
+            return inter / (on.sum((0, 2, 3))[:, None] + masks.sum((0, 2, 3))[None, :] - inter)
+        """, {"test_dissection_iou": "maps' resolution"}),
+    "the Dice coefficient": ("""
+        def dissection_iou(activations, thresholds, concept_masks):
+            up = F.interpolate(activations, size=concept_masks.shape[-2:], mode="bilinear", align_corners=False)
+            on = (up >= thresholds.view(1, -1, 1, 1)).float()
+            masks = concept_masks.float()
+            inter = torch.einsum("nkhw,nchw->kc", on, masks)
+            return 2 * inter / (on.sum((0, 2, 3))[:, None] + masks.sum((0, 2, 3))[None, :])
+        """, {"test_dissection_iou": "Dice"}),
+    "union without subtracting the intersection": ("""
+        def dissection_iou(activations, thresholds, concept_masks):
+            up = F.interpolate(activations, size=concept_masks.shape[-2:], mode="bilinear", align_corners=False)
+            on = (up >= thresholds.view(1, -1, 1, 1)).float()
+            masks = concept_masks.float()
+            inter = torch.einsum("nkhw,nchw->kc", on, masks)
+            return inter / (on.sum((0, 2, 3))[:, None] + masks.sum((0, 2, 3))[None, :])
+        """, {"test_dissection_iou": "counts the pixels of the intersection once"}),
+    "thresholds recomputed after upsampling (the given ones ignored)": ("""
+        def dissection_iou(activations, thresholds, concept_masks):
+            up = F.interpolate(activations, size=concept_masks.shape[-2:], mode="bilinear", align_corners=False)
+            own = torch.quantile(up.transpose(0, 1).flatten(1), 0.995, dim=1)
+            on = (up >= own.view(1, -1, 1, 1)).float()
+            masks = concept_masks.float()
+            inter = torch.einsum("nkhw,nchw->kc", on, masks)
+            return inter / (on.sum((0, 2, 3))[:, None] + masks.sum((0, 2, 3))[None, :] - inter)
+        """, {"test_dissection_iou": "wrong IoU"}),
 }
 
 # 09_embeddings -------------------------------------------------------------------------------------------------

@@ -230,6 +230,7 @@ GRADCAM_FLOAT64 = (
 
 RF_NO_DILATION = ("        size += d * (k - 1) * jump ", "        size += (k - 1) * jump     ")
 PATCHES_NO_START = ("        top, left = start + row * jump, start + column * jump ", "        top, left = row * jump, column * jump ")
+DISSECTION_NEAREST = ('mode="bilinear",\n                                  align_corners=False)[0]', 'mode="nearest")[0]')
 NEIGHBOURS_TOPK = (
     "    d_sorted, order = torch.sort(d, dim=1, stable=True)\n    return order[:, :k], d_sorted[:, :k]",
     "    d_sorted, order = d.topk(k, dim=1, largest=False)  # ties in any order\n    return order, d_sorted",
@@ -321,7 +322,7 @@ Content = NotebookNode | bytes | tuple[str, NotebookNode]  # a notebook, raw byt
 def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
     """``{student: (Student, {assignment: content})}``."""
     a1, a2, a3, a4, a5, a6, a7, *_ = every = assignments(root)
-    a9, a11 = "09_embeddings", "11_occlusion"
+    a8, a9, a11 = "08_dissection", "09_embeddings", "11_occlusion"
     full = {a: autograded_points(a, root) for a in every}
 
     def losing(assignment: str, failing: Iterable[str]) -> float:
@@ -356,7 +357,8 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
         "test_vis_gradcam only, since the side-effect cells compare the student's map with its own eval-mode map, "
         "not with the reference); class_activation_map leaves its hook registered; receptive_fields ignores "
         "dilation; top_patches cuts its patches without the field's start (its scores and positions stay right: "
-        "test_top_patches keeps its points); nearest_neighbours breaks ties with topk (any order: it costs "
+        "test_top_patches keeps its points); dissection_iou upsamples with nearest-neighbour interpolation; "
+        "nearest_neighbours breaks ties with topk (any order: it costs "
         "test_nearest_neighbours_conventions only; knn_accuracy, which calls it, keeps its points); occlusion_drops "
         "runs one forward pass per occluded copy (right values: it costs test_occlusion_drops_batched only)",
         None,
@@ -367,6 +369,7 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
             a6: (nb6, losing(a6, ["test_vis_gradcam", "test_class_activation_map_side_effects"])),
             a7: (sub(sub(P(a7), "receptive_fields", *RF_NO_DILATION), "top_patches", *PATCHES_NO_START),
                  losing(a7, ["test_receptive_fields", "test_top_patches_crops"])),
+            a8: (sub(P(a8), "dissection_iou", *DISSECTION_NEAREST), losing(a8, ["test_dissection_iou"])),
             a9: (sub(P(a9), "nearest_neighbours", *NEIGHBOURS_TOPK),
                  losing(a9, ["test_nearest_neighbours_conventions"])),
             a11: (sub(P(a11), "occlusion_drops", *OCCLUSION_ONE_BY_ONE),
