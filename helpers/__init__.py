@@ -9,7 +9,7 @@ Nothing here solves a graded task; the notebooks import what they need::
 
 from .data import CLASSES, IMAGE_SIZE, ShapesBatch, load_demo, make_dataset
 from .hooks import capture_activations
-from .images import denormalize, image_tensor_to_numpy, normalize, numpy_to_image_tensor
+from .images import denormalize, gaussian_blur, image_tensor_to_numpy, normalize, numpy_to_image_tensor
 from .inference import accuracy, evaluating, predict
 from .metrics import dilate, energy_in_mask, on_object_ratio, pointing_game
 from .models import VGG11GAP, VGG11Backbone, VGG11Classification
@@ -18,7 +18,8 @@ from .pretrained import load_imagenet_vgg11, load_pretrained
 
 __all__ = [
     "CLASSES", "IMAGE_SIZE", "ShapesBatch", "VGG11Backbone", "VGG11Classification", "VGG11GAP", "accuracy",
-    "capture_activations", "denormalize", "dilate", "energy_in_mask", "evaluating", "image_tensor_to_numpy",
+    "capture_activations", "denormalize", "dilate", "energy_in_mask", "evaluating", "gaussian_blur",
+    "image_tensor_to_numpy",
     "load_demo", "load_imagenet_vgg11", "load_pretrained", "make_dataset", "normalize", "normalize_map",
     "numpy_to_image_tensor", "on_object_ratio", "overlay_heatmap", "plot_activations", "plot_filters",
     "pointing_game", "predict", "show_images",

@@ -55,7 +55,7 @@ PRELOADED = (
     # the probes of the hidden checks (never the judges)
     "grader_tests.kernel.record", "grader_tests.kernel.inputs", "grader_tests.kernel.facts",
     *(f"grader_tests.kernel.{topic}" for topic in ("autograd", "parameters", "filters", "activations", "saliency",
-                                                   "gradcam", "patches", "embeddings")),
+                                                   "gradcam", "patches", "embeddings", "class_visualization")),
 )
 
 SERVER_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
