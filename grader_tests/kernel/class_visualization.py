@@ -25,7 +25,7 @@ from .record import Observations, call, probe
 
 VIS_CASES: tuple[dict[str, Any], ...] = (
     # start images (n, size, seed), classes, and the settings of class_visualization
-    {"images": (3, 64, HIDDEN_SEED), "crop": None, "classes": (1, 4, 0), "steps": 7, "lr": 30.0, "l2_reg": 0.05,
+    {"images": (2, 64, HIDDEN_SEED), "crop": None, "classes": (1, 4), "steps": 5, "lr": 30.0, "l2_reg": 0.05,
      "max_jitter": 5, "blur_every": 3, "blur_sigma": 0.8, "seed": 101, "dtype": torch.float32},
     {"images": (1, 96, 7), "crop": (16, 80), "classes": (3,), "steps": 4, "lr": 8.0, "l2_reg": 0.0,
      "max_jitter": 6, "blur_every": 0, "blur_sigma": 0.5, "seed": 102, "dtype": torch.float32},
