@@ -168,3 +168,17 @@ def test_a_stub_is_not_implemented():
     assert "not implemented" in _judged(probes.check_class_visualization, stub)
     assert "raised" in _judged(probes.check_fool_side_effects, stub) or "not implemented" in _judged(
         probes.check_fool_side_effects, stub)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_helpers_gaussian_blur_is_torchvisions(dtype):
+    from torchvision.transforms.functional import gaussian_blur
+
+    from helpers.images import gaussian_blur as ours
+
+    x = torch.randn(2, 3, 17, 13, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    for sigma in (0.5, 0.8, 1.7):
+        torch.testing.assert_close(ours(x, sigma), gaussian_blur(x, kernel_size=5, sigma=sigma), rtol=0, atol=1e-12)
+        torch.testing.assert_close(ours(x[0], sigma, 3), gaussian_blur(x[0], kernel_size=3, sigma=sigma), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="odd"):
+        ours(x, 0.5, kernel_size=4)
