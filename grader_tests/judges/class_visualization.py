@@ -129,7 +129,7 @@ def _tolerance(expected: torch.Tensor) -> dict[str, float]:
 def _tensor(value: Any, what: str, shape: tuple[int, ...]) -> torch.Tensor:
     if not isinstance(value, Recorded):
         name = value.type_name if isinstance(value, Foreign) else type(value).__name__
-        raise AssertionError(f"{what} should return a torch.Tensor, got {name}")
+        raise AssertionError(f"{what} should return a torch.Tensor, got {name}")  # noqa: TRY004 - a failed check
     if tuple(value.tensor.shape) != shape:
         raise AssertionError(f"{what} returns shape {tuple(value.tensor.shape)}, expected {shape}")
     if not value.tensor.is_floating_point():
