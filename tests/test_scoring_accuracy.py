@@ -46,6 +46,7 @@ NOTEBOOKS = {
     "07": ROOT / "solutions/07_patches/patches.ipynb",
     "08": ROOT / "solutions/08_dissection/dissection.ipynb",
     "09": ROOT / "solutions/09_embeddings/embeddings.ipynb",
+    "10": ROOT / "solutions/10_class_visualization/class_visualization.ipynb",
     "11": ROOT / "solutions/11_occlusion/occlusion.ipynb",
 }
 FUNCTIONS = {
@@ -58,6 +59,7 @@ FUNCTIONS = {
     "07": ["receptive_fields", "top_patches"],
     "08": ["unit_thresholds", "dissection_iou"],
     "09": ["nearest_neighbours", "knn_accuracy"],
+    "10": ["class_visualization", "fool"],
     "11": ["occlusion_drops", "occlusion_map"],
 }
 NOTEBOOK_OF = {function: notebook for notebook, functions in FUNCTIONS.items() for function in functions}
@@ -1717,6 +1719,233 @@ BUGS["knn_accuracy"] = {
             return (predicted == test_labels).float().mean().item()
         """, {"test_knn_accuracy": "wrong accuracy"}),
 }
+
+# 10_class_visualization ----------------------------------------------------------------------------------------
+
+_VIS_HEAD = """
+        def class_visualization(model, start, classes, steps, lr, l2_reg, max_jitter, blur_every, blur_sigma, generator):
+            low, high = PIXEL_LOW.to(start.dtype), PIXEL_HIGH.to(start.dtype)
+            x = start.detach().clone()
+            with helpers.evaluating(model), torch.enable_grad():
+                for t in range(1, steps + 1):
+                    dy, dx = torch.randint(-max_jitter, max_jitter + 1, (2,), generator=generator).tolist()
+                    rolled = torch.roll(x, shifts=(dy, dx), dims=(2, 3)).requires_grad_()
+"""
+_VIS_TAIL = """
+                    x = torch.maximum(torch.minimum(x, high), low)
+                    if blur_every > 0 and t % blur_every == 0:
+                        x = helpers.gaussian_blur(x, blur_sigma)
+            return x
+"""
+
+
+def _vis(middle: str, head: str = _VIS_HEAD, tail: str = _VIS_TAIL) -> str:
+    """A class_visualization whose gradient and step (the lines after the roll) are ``middle``."""
+    return head + textwrap.indent(textwrap.dedent(middle).strip("\n"), " " * 20) + "\n" + tail
+
+
+_VIS_STEP = """
+    objective = model(rolled).gather(1, classes[:, None]).sum() - l2_reg * rolled.pow(2).sum()
+    (grad,) = torch.autograd.grad(objective, rolled)
+    step = lr * grad / grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    x = torch.roll(rolled.detach() + step, shifts=(-dy, -dx), dims=(2, 3))
+"""
+
+ALTERNATIVES["class_visualization"] = {
+    "the penalty's gradient -2 lambda x by hand": _vis("""
+        (grad,) = torch.autograd.grad(model(rolled).gather(1, classes[:, None]).sum(), rolled)
+        grad = grad - 2 * l2_reg * rolled.detach()
+        step = lr * grad / grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        x = torch.roll(rolled.detach() + step, shifts=(-dy, -dx), dims=(2, 3))
+        """),
+    "the gradient rolled back, the step on the unrolled image": _vis("""
+        objective = model(rolled).gather(1, classes[:, None]).sum() - l2_reg * (rolled ** 2).sum()
+        (grad,) = torch.autograd.grad(objective, rolled)
+        grad = torch.roll(grad, shifts=(-dy, -dx), dims=(2, 3))
+        x = x + lr * F.normalize(grad.flatten(1), dim=1).view_as(grad)
+        """),
+    "one image at a time, backward(inputs=...), a loss to minimise": _vis("""
+        steps_taken = []
+        for n in range(len(rolled)):
+            image = rolled[n:n + 1].detach().requires_grad_()
+            loss = -(model(image)[0, classes[n]] - l2_reg * image.pow(2).sum())
+            loss.backward(inputs=[image])          # only image.grad is written
+            grad = -image.grad
+            steps_taken.append(image.detach() + lr * grad / grad.norm())
+        x = torch.roll(torch.cat(steps_taken), shifts=(-dy, -dx), dims=(2, 3))
+        """),
+    "torch.clamp with tensor bounds, the blur imported from torchvision.transforms": """
+        def class_visualization(model, start, classes, steps, lr, l2_reg, max_jitter, blur_every, blur_sigma, generator):
+            from torchvision import transforms
+
+            x = start.clone()
+            was_training = model.training
+            model.eval()
+            try:
+                for t in range(1, steps + 1):
+                    offsets = torch.randint(-max_jitter, max_jitter + 1, (2,), generator=generator)
+                    dy, dx = int(offsets[0]), int(offsets[1])
+                    rolled = torch.roll(x, (dy, dx), (2, 3)).requires_grad_(True)
+                    with torch.enable_grad():
+                        score = model(rolled)[torch.arange(len(classes)), classes].sum()
+                        (grad,) = torch.autograd.grad(score - l2_reg * torch.sum(rolled * rolled), rolled)
+                    norms = torch.linalg.vector_norm(grad, dim=(1, 2, 3), keepdim=True)
+                    x = torch.roll(rolled.detach() + lr * grad / norms, (-dy, -dx), (2, 3))
+                    x = torch.clamp(x, min=PIXEL_LOW.to(x.dtype), max=PIXEL_HIGH.to(x.dtype))
+                    if blur_every and t % blur_every == 0:
+                        x = transforms.functional.gaussian_blur(x, [5, 5], [blur_sigma, blur_sigma])
+            finally:
+                model.train(was_training)
+            return x.detach()
+        """,
+}
+BUGS["class_visualization"] = {
+    "ascent on the softmax probability": (_vis("""
+        objective = model(rolled).softmax(1).gather(1, classes[:, None]).sum() - l2_reg * rolled.pow(2).sum()
+        (grad,) = torch.autograd.grad(objective, rolled)
+        step = lr * grad / grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        x = torch.roll(rolled.detach() + step, shifts=(-dy, -dx), dims=(2, 3))
+        """), {"test_class_visualization": "other images"}),
+    "descent instead of ascent": (_vis("""
+        objective = model(rolled).gather(1, classes[:, None]).sum() - l2_reg * rolled.pow(2).sum()
+        (grad,) = torch.autograd.grad(objective, rolled)
+        step = lr * grad / grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        x = torch.roll(rolled.detach() - step, shifts=(-dy, -dx), dims=(2, 3))
+        """), {"test_class_visualization": "downhill"}),
+    "the jitter never undone": (_vis("""
+        objective = model(rolled).gather(1, classes[:, None]).sum() - l2_reg * rolled.pow(2).sum()
+        (grad,) = torch.autograd.grad(objective, rolled)
+        x = rolled.detach() + lr * grad / grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        """), {"test_class_visualization": "other images"}),
+    "the penalty added instead of subtracted": (_vis("""
+        objective = model(rolled).gather(1, classes[:, None]).sum() + l2_reg * rolled.pow(2).sum()
+        (grad,) = torch.autograd.grad(objective, rolled)
+        step = lr * grad / grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        x = torch.roll(rolled.detach() + step, shifts=(-dy, -dx), dims=(2, 3))
+        """), {"test_class_visualization": "wrong sign"}),
+    "one norm for the whole batch": (_vis("""
+        objective = model(rolled).gather(1, classes[:, None]).sum() - l2_reg * rolled.pow(2).sum()
+        (grad,) = torch.autograd.grad(objective, rolled)
+        x = torch.roll(rolled.detach() + lr * grad / grad.norm(), shifts=(-dy, -dx), dims=(2, 3))
+        """), {"test_class_visualization": "other images"}),
+    "the blur at steps 0, k, 2k ... (t from 0)": (_vis(_VIS_STEP, tail=_VIS_TAIL.replace(
+        "t % blur_every == 0", "(t - 1) % blur_every == 0")), {"test_class_visualization": "other images"}),
+    "the model left in the caller's mode (train mode)": (_vis(_VIS_STEP, head=_VIS_HEAD.replace(
+        "with helpers.evaluating(model), torch.enable_grad():", "with torch.enable_grad():")),
+        {"test_class_visualization_side_effects": "eval mode"}),
+    "backward() leaves gradients in the parameters": (_vis("""
+        objective = model(rolled).gather(1, classes[:, None]).sum() - l2_reg * rolled.pow(2).sum()
+        objective.backward()
+        grad = rolled.grad
+        step = lr * grad / grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        x = torch.roll(rolled.detach() + step, shifts=(-dy, -dx), dims=(2, 3))
+        """), {"test_class_visualization_side_effects": "leaves gradients"}),
+    "the caller's start updated in place": (_vis("""
+        objective = model(rolled).gather(1, classes[:, None]).sum() - l2_reg * rolled.pow(2).sum()
+        (grad,) = torch.autograd.grad(objective, rolled)
+        step = lr * grad / grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        x.copy_(torch.roll(rolled.detach() + step, shifts=(-dy, -dx), dims=(2, 3)))  # x is start itself
+        """, head=_VIS_HEAD.replace("x = start.detach().clone()", "x = start.detach()")),
+        {"test_class_visualization_side_effects": "changes the values"}),
+}
+
+_FOOL = """
+        def fool(model, image, target, step, max_steps):
+            low, high = PIXEL_LOW.to(image.dtype), PIXEL_HIGH.to(image.dtype)
+            x = image.detach().clone()
+            with helpers.evaluating(model), torch.enable_grad():
+                for n in range(max_steps + 1):
+                    x.requires_grad_()
+                    scores = model(x[None])[0]
+                    if scores.argmax().item() == target or n == max_steps:
+                        return x.detach(), n
+                    (grad,) = torch.autograd.grad(scores[target], x)
+                    x = torch.maximum(torch.minimum(x.detach() + step * grad / grad.norm(), high), low)
+"""
+
+ALTERNATIVES["fool"] = {
+    "a while loop, the prediction under no_grad": """
+        def fool(model, image, target, step, max_steps):
+            x, n = image.clone(), 0
+            with helpers.evaluating(model):
+                while n < max_steps:
+                    with torch.no_grad():
+                        if model(x[None]).argmax(1).item() == target:
+                            break
+                    x = x.requires_grad_()
+                    with torch.enable_grad():
+                        (grad,) = torch.autograd.grad(model(x[None])[0, target], x)
+                    x = x.detach() + step * grad / torch.linalg.vector_norm(grad)
+                    x = torch.clamp(x, min=PIXEL_LOW.to(x.dtype), max=PIXEL_HIGH.to(x.dtype))
+                    n += 1
+            return x.detach(), n
+        """,
+    "backward(inputs=...) on a fresh leaf, F.normalize": """
+        def fool(model, image, target, step, max_steps):
+            low, high = PIXEL_LOW.to(image.dtype), PIXEL_HIGH.to(image.dtype)
+            x = image.detach().clone()
+            model_was_training = model.training
+            model.eval()
+            for n in range(max_steps + 1):
+                leaf = x.clone().requires_grad_(True)
+                with torch.enable_grad():
+                    scores = model(leaf.unsqueeze(0)).squeeze(0)
+                if int(torch.argmax(scores)) == target:
+                    break
+                if n == max_steps:
+                    break
+                scores[target].backward(inputs=[leaf])
+                direction = F.normalize(leaf.grad.flatten(), dim=0).view_as(leaf)
+                x = (x + step * direction).clamp(min=low, max=high)
+            model.train(model_was_training)
+            return x, n
+        """,
+    "a while loop on helpers.predict, the count kept in a tensor": """
+        def fool(model, image, target, step, max_steps):
+            x = image.clone()
+            steps = torch.tensor(0)
+            while helpers.predict(model, x[None]).argmax().item() != target and steps < max_steps:
+                with helpers.evaluating(model), torch.enable_grad():
+                    leaf = x.requires_grad_()
+                    (grad,) = torch.autograd.grad(model(leaf[None])[0][target], leaf)
+                x = torch.max(torch.min(x.detach() + step * grad / grad.norm(), PIXEL_HIGH.to(x.dtype)),
+                              PIXEL_LOW.to(x.dtype))
+                steps += 1
+            return x, int(steps)
+        """,
+}
+BUGS["fool"] = {
+    "no stopping rule: every step taken": (_FOOL.replace(
+        "if scores.argmax().item() == target or n == max_steps:", "if n == max_steps:"), {"test_fool": "takes all"}),
+    "the count off by one": (_FOOL.replace("return x.detach(), n", "return x.detach(), n + 1"),
+                             {"test_fool": "steps"}),
+    "the prediction read only after a step": ("""
+        def fool(model, image, target, step, max_steps):
+            low, high = PIXEL_LOW.to(image.dtype), PIXEL_HIGH.to(image.dtype)
+            x = image.detach().clone()
+            with helpers.evaluating(model), torch.enable_grad():
+                for n in range(1, max_steps + 1):
+                    x.requires_grad_()
+                    (grad,) = torch.autograd.grad(model(x[None])[0, target], x)
+                    x = torch.maximum(torch.minimum(x.detach() + step * grad / grad.norm(), high), low)
+                    if model(x[None]).argmax().item() == target:
+                        break
+            return x.detach(), n
+        """, {"test_fool": "already predicts"}),
+    "a plain gradient step, not normalised": (_FOOL.replace("step * grad / grad.norm()", "step * grad"),
+                                              {"test_fool": "fool("}),
+    "ascent on the softmax probability": (_FOOL.replace(
+        "torch.autograd.grad(scores[target], x)", "torch.autograd.grad(scores.softmax(0)[target], x)"),
+        {"test_fool": "fool("}),
+    "no clamp to valid pixels": (_FOOL.replace(
+        "torch.maximum(torch.minimum(x.detach() + step * grad / grad.norm(), high), low)",
+        "x.detach() + step * grad / grad.norm()"), {"test_fool": "fool("}),
+    "the model left in train mode": (_FOOL.replace(
+        "with helpers.evaluating(model), torch.enable_grad():", "with torch.enable_grad():"),
+        {"test_fool_side_effects": "eval mode"}),
+    "backward() leaves gradients in the parameters": (_FOOL.replace(
+        "(grad,) = torch.autograd.grad(scores[target], x)", "scores[target].backward()\n"
+        "                    grad = x.grad"), {"test_fool_side_effects": "leaves gradients"}),
 
 # 11_occlusion --------------------------------------------------------------------------------------------------
 
