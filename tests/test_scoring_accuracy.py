@@ -1946,6 +1946,7 @@ BUGS["fool"] = {
     "backward() leaves gradients in the parameters": (_FOOL.replace(
         "(grad,) = torch.autograd.grad(scores[target], x)", "scores[target].backward()\n"
         "                    grad = x.grad"), {"test_fool_side_effects": "leaves gradients"}),
+}
 
 # 11_occlusion --------------------------------------------------------------------------------------------------
 
