@@ -134,9 +134,9 @@ def test_hidden_fool_cases_are_far_from_ties(index):
             break
         x, _ = grader.fool(model, image, target, step, n + 1)
     _, steps = grader.fool(model, image, target, step, max_steps)
-    expected = {0: (1, 40), 1: (1, 40), 2: (2, 2), 3: (1, 40), 4: (0, 0)}[index]
+    expected = {0: (1, 40), 1: (2, 2), 2: (1, 40), 3: (0, 0)}[index]
     assert expected[0] <= steps <= expected[1]
-    if index == 2:
+    if index == 1:
         fooled, _ = grader.fool(model, image, target, step, max_steps)
         with torch.no_grad():
             assert int(model(fooled[None]).argmax()) != target, "the budget does not suffice"
