@@ -241,6 +241,7 @@ NEIGHBOURS_FLOAT64 = (
     "torch.cdist(query, gallery)", "torch.cdist(query.double(), gallery.double())",
     "    return order[:, :k], d_sorted[:, :k]", "    return order[:, :k], d_sorted[:, :k].to(query.dtype)",
 )
+FOOL_NO_STOP = ("if scores.argmax().item() == target or n == max_steps:", "if n == max_steps:")
 OCCLUSION_ONE_BY_ONE = (
     "            scores.append(model(copies)[:, class_idx])",
     "            scores.append(torch.stack([model(copy[None])[0, class_idx] for copy in copies]))",
@@ -322,7 +323,7 @@ Content = NotebookNode | bytes | tuple[str, NotebookNode]  # a notebook, raw byt
 def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
     """``{student: (Student, {assignment: content})}``."""
     a1, a2, a3, a4, a5, a6, a7, *_ = every = assignments(root)
-    a8, a9, a11 = "08_dissection", "09_embeddings", "11_occlusion"
+    a8, a9, a10, a11 = "08_dissection", "09_embeddings", "10_class_visualization", "11_occlusion"
     full = {a: autograded_points(a, root) for a in every}
 
     def losing(assignment: str, failing: Iterable[str]) -> float:
@@ -359,7 +360,8 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
         "dilation; top_patches cuts its patches without the field's start (its scores and positions stay right: "
         "test_top_patches keeps its points); dissection_iou upsamples with nearest-neighbour interpolation; "
         "nearest_neighbours breaks ties with topk (any order: it costs "
-        "test_nearest_neighbours_conventions only; knn_accuracy, which calls it, keeps its points); occlusion_drops "
+        "test_nearest_neighbours_conventions only; knn_accuracy, which calls it, keeps its points); fool takes "
+        "every step it is allowed instead of stopping once the prediction is the target; occlusion_drops "
         "runs one forward pass per occluded copy (right values: it costs test_occlusion_drops_batched only)",
         None,
         {
@@ -372,6 +374,7 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
             a8: (sub(P(a8), "dissection_iou", *DISSECTION_NEAREST), losing(a8, ["test_dissection_iou"])),
             a9: (sub(P(a9), "nearest_neighbours", *NEIGHBOURS_TOPK),
                  losing(a9, ["test_nearest_neighbours_conventions"])),
+            a10: (sub(P(a10), "fool", *FOOL_NO_STOP), losing(a10, ["test_fool"])),
             a11: (sub(P(a11), "occlusion_drops", *OCCLUSION_ONE_BY_ONE),
                   losing(a11, ["test_occlusion_drops_batched"])),
         },
