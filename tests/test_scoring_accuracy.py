@@ -1952,7 +1952,7 @@ BUGS["fool"] = {
 
 ALTERNATIVES["occlusion_drops"] = {
     "masks blended into the copies, the mode saved and restored by hand": """
-        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=16):
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
             height, width = image.shape[-2:]
             rows = int(np.ceil((height - window) / stride)) + 1
             cols = int(np.ceil((width - window) / stride)) + 1
@@ -1969,7 +1969,7 @@ ALTERNATIVES["occlusion_drops"] = {
             return (clean - scores).reshape(rows, cols)
         """,
     "the clean image in the first batch, explicit clipping with min()": """
-        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=16):
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
             height, width = image.shape[-2:]
             tops = list(range(0, height - window + stride, stride))
             lefts = list(range(0, width - window + stride, stride))
@@ -1985,7 +1985,7 @@ ALTERNATIVES["occlusion_drops"] = {
             return (scores[0] - scores[1:]).view(len(tops), len(lefts))
         """,
     "all copies first with unfold-free indexing, then torch.split": """
-        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=16):
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
             h, w = image.shape[1:]
             rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
             copies = image.expand(rows * cols, *image.shape).clone()
@@ -2000,7 +2000,7 @@ ALTERNATIVES["occlusion_drops"] = {
 }
 BUGS["occlusion_drops"] = {
     "the sign reversed": ("""
-        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=16):
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
             h, w = image.shape[1:]
             rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
             copies = image.repeat(rows * cols, 1, 1, 1)
@@ -2013,7 +2013,7 @@ BUGS["occlusion_drops"] = {
             return (scores - clean).view(rows, cols)
         """, {"test_occlusion_drops": "sign reversed"}),
     "floor instead of ceil: the clipped last windows are missing": ("""
-        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=16):
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
             h, w = image.shape[1:]
             rows, cols = (h - window) // stride + 1, (w - window) // stride + 1
             copies = image.repeat(rows * cols, 1, 1, 1)
@@ -2026,7 +2026,7 @@ BUGS["occlusion_drops"] = {
             return (clean - scores).view(rows, cols)
         """, {"test_occlusion_drops": "has shape"}),
     "the softmax probability instead of the logit": ("""
-        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=16):
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
             h, w = image.shape[1:]
             rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
             copies = image.repeat(rows * cols, 1, 1, 1)
@@ -2039,7 +2039,7 @@ BUGS["occlusion_drops"] = {
             return (clean - scores).view(rows, cols)
         """, {"test_occlusion_drops": "wrong values"}),
     "only the first colour channel filled": ("""
-        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=16):
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
             h, w = image.shape[1:]
             rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
             copies = image.repeat(rows * cols, 1, 1, 1)
@@ -2052,7 +2052,7 @@ BUGS["occlusion_drops"] = {
             return (clean - scores).view(rows, cols)
         """, {"test_occlusion_drops": "wrong values"}),
     "one forward pass per copy": ("""
-        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=16):
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
             h, w = image.shape[1:]
             rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
             drops = torch.zeros(rows, cols, dtype=image.dtype)
@@ -2066,7 +2066,7 @@ BUGS["occlusion_drops"] = {
             return drops
         """, {"test_occlusion_drops_batched": "batch_size"}),
     "the model's mode left as it is (train mode uses batch statistics)": ("""
-        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=16):
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
             h, w = image.shape[1:]
             rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
             copies = image.repeat(rows * cols, 1, 1, 1)

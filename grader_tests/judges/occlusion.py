@@ -39,7 +39,7 @@ def occluded_copies(image: torch.Tensor, window: int, stride: int, fill: float) 
 
 def occlusion_drops(
     model: nn.Module, image: torch.Tensor, class_idx: int, window: int, stride: int, fill: float = 0.0,
-    batch_size: int = 16,
+    batch_size: int = 8,
 ) -> torch.Tensor:
     """``(rows, cols)``: the drop of logit ``class_idx`` when each window position of ``image (3, H, W)`` is filled."""
     height, width = image.shape[-2:]
