@@ -1,4 +1,5 @@
 import contextlib
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -7,6 +8,8 @@ import pytest
 import torch
 
 matplotlib.use("Agg")
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -19,6 +22,15 @@ def pretrained():
     from helpers.pretrained import load_pretrained
 
     return load_pretrained()
+
+
+@pytest.fixture(scope="session")
+def measure_model():
+    """scripts/measure_model.py (the README's model figures); scripts/ is not a package, so it is loaded by path."""
+    spec = importlib.util.spec_from_file_location("measure_model", ROOT / "scripts" / "measure_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

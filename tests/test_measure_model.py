@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from helpers.data import make_dataset
 from helpers.metrics import dilate, energy_in_mask, on_object_ratio, pointing_game
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def measure_model():
-    """scripts/ is not a package: import scripts/measure_model.py from its path."""
-    spec = importlib.util.spec_from_file_location("measure_model", ROOT / "scripts" / "measure_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

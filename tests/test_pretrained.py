@@ -1,6 +1,4 @@
-import importlib.util
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -8,17 +6,6 @@ import torch
 from helpers.data import CLASSES, make_dataset
 from helpers.inference import accuracy
 from helpers.pretrained import CHECKPOINT, STANDARD_CHECKPOINT, VARIANTS, load_pretrained, save_checkpoint, sha256
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def measure_model():
-    """scripts/ is not a package: import scripts/measure_model.py from its path."""
-    spec = importlib.util.spec_from_file_location("measure_model", ROOT / "scripts" / "measure_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
