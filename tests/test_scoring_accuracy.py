@@ -1998,59 +1998,38 @@ ALTERNATIVES["occlusion_drops"] = {
             return (clean - occluded).reshape(rows, cols).clone()
         """,
 }
+_OCCLUSION = """
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
+            h, w = image.shape[1:]
+            rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
+            copies = image.repeat(rows * cols, 1, 1, 1)
+            for n, copy in enumerate(copies):
+                r, c = divmod(n, cols)
+                copy[:, r * stride : r * stride + window, c * stride : c * stride + window] = fill
+            with helpers.evaluating(model), torch.no_grad():
+                clean = model(image[None])[0, class_idx]
+                scores = torch.cat([model(b)[:, class_idx] for b in copies.split(batch_size)])
+            return (clean - scores).view(rows, cols)
+"""
+"""A correct occlusion_drops that each bug below changes in one place."""
+
+
+def _occlusion(old: str, new: str) -> str:
+    assert old in _OCCLUSION, old
+    return _OCCLUSION.replace(old, new)
+
+
 BUGS["occlusion_drops"] = {
-    "the sign reversed": ("""
-        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
-            h, w = image.shape[1:]
-            rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
-            copies = image.repeat(rows * cols, 1, 1, 1)
-            for n, copy in enumerate(copies):
-                r, c = divmod(n, cols)
-                copy[:, r * stride : r * stride + window, c * stride : c * stride + window] = fill
-            with helpers.evaluating(model), torch.no_grad():
-                clean = model(image[None])[0, class_idx]
-                scores = torch.cat([model(b)[:, class_idx] for b in copies.split(batch_size)])
-            return (scores - clean).view(rows, cols)
-        """, {"test_occlusion_drops": "sign reversed"}),
-    "floor instead of ceil: the clipped last windows are missing": ("""
-        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
-            h, w = image.shape[1:]
-            rows, cols = (h - window) // stride + 1, (w - window) // stride + 1
-            copies = image.repeat(rows * cols, 1, 1, 1)
-            for n, copy in enumerate(copies):
-                r, c = divmod(n, cols)
-                copy[:, r * stride : r * stride + window, c * stride : c * stride + window] = fill
-            with helpers.evaluating(model), torch.no_grad():
-                clean = model(image[None])[0, class_idx]
-                scores = torch.cat([model(b)[:, class_idx] for b in copies.split(batch_size)])
-            return (clean - scores).view(rows, cols)
-        """, {"test_occlusion_drops": "has shape"}),
-    "the softmax probability instead of the logit": ("""
-        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
-            h, w = image.shape[1:]
-            rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
-            copies = image.repeat(rows * cols, 1, 1, 1)
-            for n, copy in enumerate(copies):
-                r, c = divmod(n, cols)
-                copy[:, r * stride : r * stride + window, c * stride : c * stride + window] = fill
-            with helpers.evaluating(model), torch.no_grad():
-                clean = model(image[None]).softmax(1)[0, class_idx]
-                scores = torch.cat([model(b).softmax(1)[:, class_idx] for b in copies.split(batch_size)])
-            return (clean - scores).view(rows, cols)
-        """, {"test_occlusion_drops": "wrong values"}),
-    "only the first colour channel filled": ("""
-        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
-            h, w = image.shape[1:]
-            rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
-            copies = image.repeat(rows * cols, 1, 1, 1)
-            for n, copy in enumerate(copies):
-                r, c = divmod(n, cols)
-                copy[0, r * stride : r * stride + window, c * stride : c * stride + window] = fill
-            with helpers.evaluating(model), torch.no_grad():
-                clean = model(image[None])[0, class_idx]
-                scores = torch.cat([model(b)[:, class_idx] for b in copies.split(batch_size)])
-            return (clean - scores).view(rows, cols)
-        """, {"test_occlusion_drops": "wrong values"}),
+    "the sign reversed": (_occlusion("return (clean - scores)", "return (scores - clean)"),
+                          {"test_occlusion_drops": "sign reversed"}),
+    "floor instead of ceil: the clipped last windows are missing": (_occlusion(
+        "rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1",
+        "rows, cols = (h - window) // stride + 1, (w - window) // stride + 1"), {"test_occlusion_drops": "has shape"}),
+    "the softmax probability instead of the logit": (_occlusion(
+        "model(image[None])[0, class_idx]", "model(image[None]).softmax(1)[0, class_idx]").replace(
+        "model(b)[:, class_idx]", "model(b).softmax(1)[:, class_idx]"), {"test_occlusion_drops": "wrong values"}),
+    "only the first colour channel filled": (_occlusion("copy[:, r * stride", "copy[0, r * stride"),
+                                             {"test_occlusion_drops": "wrong values"}),
     "one forward pass per copy": ("""
         def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
             h, w = image.shape[1:]
@@ -2065,19 +2044,9 @@ BUGS["occlusion_drops"] = {
                         drops[r, c] = clean - model(copy[None])[0, class_idx]
             return drops
         """, {"test_occlusion_drops_batched": "batch_size"}),
-    "the model's mode left as it is (train mode uses batch statistics)": ("""
-        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
-            h, w = image.shape[1:]
-            rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
-            copies = image.repeat(rows * cols, 1, 1, 1)
-            for n, copy in enumerate(copies):
-                r, c = divmod(n, cols)
-                copy[:, r * stride : r * stride + window, c * stride : c * stride + window] = fill
-            with torch.no_grad():
-                clean = model(image[None])[0, class_idx]
-                scores = torch.cat([model(b)[:, class_idx] for b in copies.split(batch_size)])
-            return (clean - scores).view(rows, cols)
-        """, {"test_occlusion_drops_batched": "eval mode"}),
+    "the model's mode left as it is (train mode uses batch statistics)": (_occlusion(
+        "with helpers.evaluating(model), torch.no_grad():", "with torch.no_grad():"),
+        {"test_occlusion_drops_batched": "eval mode"}),
 }
 
 ALTERNATIVES["occlusion_map"] = {
