@@ -1450,6 +1450,22 @@ ALTERNATIVES["dissection_iou"] = {
             return inter.double() / union.double()
         """,
 }
+_DISSECTION = """
+        def dissection_iou(activations, thresholds, concept_masks):
+            up = F.interpolate(activations, size=concept_masks.shape[-2:], mode="bilinear", align_corners=False)
+            on = (up >= thresholds.view(1, -1, 1, 1)).float()
+            masks = concept_masks.float()
+            inter = torch.einsum("nkhw,nchw->kc", on, masks)
+            return inter / (on.sum((0, 2, 3))[:, None] + masks.sum((0, 2, 3))[None, :] - inter)
+"""
+"""A correct dissection_iou that the bugs below change in one place."""
+
+
+def _dissection(old: str, new: str) -> str:
+    assert old in _DISSECTION, old
+    return _DISSECTION.replace(old, new)
+
+
 BUGS["dissection_iou"] = {
     "the mean of per-image IoUs": ("""
         def dissection_iou(activations, thresholds, concept_masks):
@@ -1459,22 +1475,10 @@ BUGS["dissection_iou"] = {
             inter, union = (on & masks).sum((3, 4)).float(), (on | masks).sum((3, 4)).float()
             return (inter / union.clamp_min(1)).mean(0)
         """, {"test_dissection_iou": "mean of per-image IoUs"}),
-    "nearest-neighbour upsampling": ("""
-        def dissection_iou(activations, thresholds, concept_masks):
-            up = F.interpolate(activations, size=concept_masks.shape[-2:], mode="nearest")
-            on = (up >= thresholds.view(1, -1, 1, 1)).float()
-            masks = concept_masks.float()
-            inter = torch.einsum("nkhw,nchw->kc", on, masks)
-            return inter / (on.sum((0, 2, 3))[:, None] + masks.sum((0, 2, 3))[None, :] - inter)
-        """, {"test_dissection_iou": "nearest-neighbour"}),
-    "align_corners=True": ("""
-        def dissection_iou(activations, thresholds, concept_masks):
-            up = F.interpolate(activations, size=concept_masks.shape[-2:], mode="bilinear", align_corners=True)
-            on = (up >= thresholds.view(1, -1, 1, 1)).float()
-            masks = concept_masks.float()
-            inter = torch.einsum("nkhw,nchw->kc", on, masks)
-            return inter / (on.sum((0, 2, 3))[:, None] + masks.sum((0, 2, 3))[None, :] - inter)
-        """, {"test_dissection_iou": "align_corners=True"}),
+    "nearest-neighbour upsampling": (_dissection('mode="bilinear", align_corners=False', 'mode="nearest"'),
+        {"test_dissection_iou": "nearest-neighbour"}),
+    "align_corners=True": (_dissection('align_corners=False', 'align_corners=True'),
+        {"test_dissection_iou": "align_corners=True"}),
     "masks brought down to the maps instead": ("""
         def dissection_iou(activations, thresholds, concept_masks):
             masks = (F.adaptive_avg_pool2d(concept_masks.float(), activations.shape[-2:]) >= 0.5).float()
@@ -1482,14 +1486,8 @@ BUGS["dissection_iou"] = {
             inter = torch.einsum("nkhw,nchw->kc", on, masks)
             return inter / (on.sum((0, 2, 3))[:, None] + masks.sum((0, 2, 3))[None, :] - inter)
         """, {"test_dissection_iou": "maps' resolution"}),
-    "the Dice coefficient": ("""
-        def dissection_iou(activations, thresholds, concept_masks):
-            up = F.interpolate(activations, size=concept_masks.shape[-2:], mode="bilinear", align_corners=False)
-            on = (up >= thresholds.view(1, -1, 1, 1)).float()
-            masks = concept_masks.float()
-            inter = torch.einsum("nkhw,nchw->kc", on, masks)
-            return 2 * inter / (on.sum((0, 2, 3))[:, None] + masks.sum((0, 2, 3))[None, :])
-        """, {"test_dissection_iou": "Dice"}),
+    "the Dice coefficient": (_dissection("return inter / (", "return 2 * inter / (").replace(" - inter)", ")"),
+        {"test_dissection_iou": "Dice"}),
     "union without subtracting the intersection": ("""
         def dissection_iou(activations, thresholds, concept_masks):
             up = F.interpolate(activations, size=concept_masks.shape[-2:], mode="bilinear", align_corners=False)

@@ -86,6 +86,16 @@ def fool_case(index: int) -> tuple[nn.Module, torch.Tensor, int, float, int]:
 # --- the probes ----------------------------------------------------------------------------------------------
 
 
+def _values(student: Callable[..., Any], arguments: Callable[[int], tuple[nn.Module, tuple[Any, ...]]],
+            cases: int) -> list[Any]:
+    """What ``student(model, *args)`` returns for each of ``cases`` cases of ``arguments(index)``."""
+    results = []
+    for index in range(cases):
+        model, args = arguments(index)
+        results.append(call(student, model, *args))
+    return results
+
+
 def _in_train_mode(student: Callable[..., Any], arguments: Callable[[], tuple[nn.Module, tuple[Any, ...]]]) -> Observations:
     """The student's function on a model put in train mode: its outcome, the modes before and after, the hooks
     and parameter gradients it left, the caller's first tensor afterwards; and, as ``in_eval_mode``, its outcome
@@ -107,11 +117,7 @@ def _in_train_mode(student: Callable[..., Any], arguments: Callable[[], tuple[nn
 def check_class_visualization(student: Callable[..., Any]) -> Observations:
     """``class_visualization(model, start, classes, steps, lr, l2_reg, max_jitter, blur_every, blur_sigma,
     generator)`` on hidden models and start images: other sizes (one non-square), classes, settings, float64."""
-    results = []
-    for index in range(len(VIS_CASES)):
-        model, args = vis_arguments(index)
-        results.append(call(student, model, *args))
-    return {"images": results}
+    return {"images": _values(student, vis_arguments, len(VIS_CASES))}
 
 
 @probe
@@ -133,11 +139,7 @@ def check_fool(student: Callable[..., Any]) -> Observations:
     """``fool(model, image, target, step, max_steps)`` on hidden images and targets: the image and the step count
     it returns, for images the model needs several steps for, one it already gives the target (0 steps), one whose
     budget is too small, and float64."""
-    results = []
-    for index in range(len(FOOL_CASES)):
-        model, args = fool_arguments(index)
-        results.append(call(student, model, *args))
-    return {"results": results}
+    return {"results": _values(student, fool_arguments, len(FOOL_CASES))}
 
 
 @probe
