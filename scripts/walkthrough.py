@@ -6,14 +6,18 @@ Writes one HTML page per notebook, every figure embedded, and an ``index.html`` 
 time and main figure, in course order; formulas are typeset by a copy of MathJax in ``mathjax/`` next to them,
 so the folder works offline (:mod:`pages`). ``--only`` executes and renders the named notebooks only (an
 assignment folder such as ``01_autograd``, or a notebook name such as ``autograd``), with an index of those.
-Prints each notebook's time (kernel start included) and its kernel's peak memory: the README's notebook figures
-come from this table.
+Prints each notebook's time (kernel start included) and two peaks of its kernel's memory: the README's notebook
+figures come from this table. ``peak MiB`` is the resident set (``ru_maxrss``), which also counts the pages of
+torch's shared libraries the kernel has mapped, a number that depends on the page cache (more right after an
+install); ``private MiB`` is the largest anonymous memory (``RssAnon``: heap, tensors, the libraries' own data)
+sampled every 10 ms, the part the notebook's code controls.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -51,14 +55,41 @@ def kernel_config() -> Config:
     return config
 
 
-def execute(path: Path) -> tuple[nbformat.NotebookNode, float, float]:
-    """Run a notebook top to bottom in a fresh kernel: (executed notebook, seconds, peak MiB of the kernel)."""
+class PrivateMemorySampler(threading.Thread):
+    """Samples a process's anonymous resident memory (``RssAnon`` in ``/proc/PID/status``) until stopped;
+    ``peak_mib`` is the largest value seen."""
+
+    def __init__(self, pid: int, interval: float = 0.01) -> None:
+        super().__init__(daemon=True)
+        self.status, self.interval, self.peak_mib = Path(f"/proc/{pid}/status"), interval, 0.0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            try:
+                line = next(line for line in self.status.read_text().splitlines() if line.startswith("RssAnon:"))
+            except (OSError, StopIteration):  # the kernel has ended, or no such field on this system
+                return
+            self.peak_mib = max(self.peak_mib, int(line.split()[1]) / 1024)
+
+    def __enter__(self) -> PrivateMemorySampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.join()
+
+
+def execute(path: Path) -> tuple[nbformat.NotebookNode, float, float, float]:
+    """Run a notebook top to bottom in a fresh kernel: (executed notebook, seconds, peak MiB of the kernel's
+    resident set, peak MiB of its private memory)."""
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(notebook, timeout=600, kernel_name="python3", config=kernel_config(),
                             shutdown_kernel="immediate",  # nothing the kernel does after its last cell matters
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
-    with client.setup_kernel():
+    with client.setup_kernel(), PrivateMemorySampler(client.km.provisioner.pid) as private:
         for index, cell in enumerate(notebook.cells):
             client.execute_cell(cell, index)
         seconds = time.perf_counter() - start
@@ -66,7 +97,7 @@ def execute(path: Path) -> tuple[nbformat.NotebookNode, float, float]:
         probe = client.execute_cell(notebook.cells[-1], len(notebook.cells) - 1)
         notebook.cells.pop()
     peak_mib = int(probe.outputs[0]["text"]) / 1024
-    return notebook, seconds, peak_mib
+    return notebook, seconds, peak_mib, private.peak_mib
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,12 +117,12 @@ def main(argv: list[str] | None = None) -> None:
     titles = [(f"{path.parent.name}.html", pages.title(nbformat.read(path, as_version=4), path.parent.name))
               for path in notebooks]  # (page, title) in course order, for the links between pages
     cards, total = [], 0.0
-    print(f"{'notebook':<36}{'seconds':>9}{'peak MiB':>10}", flush=True)
+    print(f"{'notebook':<36}{'seconds':>9}{'peak MiB':>10}{'private MiB':>13}", flush=True)
     for index, path in enumerate(notebooks):
-        notebook, seconds, peak = execute(path)
+        notebook, seconds, peak, private = execute(path)
         total += seconds
         name = f"{path.parent.name}/{path.name}"
-        print(f"{name:<36}{seconds:>9.1f}{peak:>10.0f}", flush=True)
+        print(f"{name:<36}{seconds:>9.1f}{peak:>10.0f}{private:>13.0f}", flush=True)
         if not args.no_html:
             page, title = titles[index]
             body = pages.render_page(notebook, title, pages.nav_bar(titles, index), exporter)
