@@ -1,7 +1,7 @@
 """Build solutions/12_attributions/attributions.ipynb (work in progress: the 200-image table is still to come)."""
 import sys
 
-sys.path.insert(0, "/tmp/b11")
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from nbkit import code, md, write
 
 cells = [
