@@ -24,12 +24,13 @@ from .metrics import dilate, energy_in_mask, on_object_ratio, pointing_game
 from .models import VGG11GAP, VGG11Backbone, VGG11Classification
 from .plotting import normalize_map, overlay_heatmap, plot_activations, plot_filters, show_images
 from .pretrained import load_imagenet_vgg11, load_pretrained
+from .tables import load_attribution_table
 
 __all__ = [
     "CLASSES", "CONCEPTS", "ConceptBatch", "IMAGE_SIZE", "ShapesBatch", "VGG11Backbone", "VGG11Classification",
     "VGG11GAP", "accuracy", "capture_activations", "denormalize", "dilate", "energy_in_mask", "evaluating",
-    "gaussian_blur", "image_tensor_to_numpy", "load_demo", "load_imagenet_vgg11", "load_pretrained",
-    "make_concept_dataset", "make_dataset", "normalize", "normalize_map", "numpy_to_image_tensor",
-    "on_object_ratio", "overlay_heatmap", "plot_activations", "plot_filters", "pointing_game", "predict",
-    "show_images",
+    "gaussian_blur", "image_tensor_to_numpy", "load_attribution_table", "load_demo", "load_imagenet_vgg11",
+    "load_pretrained", "make_concept_dataset", "make_dataset", "normalize", "normalize_map",
+    "numpy_to_image_tensor", "on_object_ratio", "overlay_heatmap", "plot_activations", "plot_filters",
+    "pointing_game", "predict", "show_images",
 ]

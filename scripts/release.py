@@ -171,9 +171,10 @@ def student_pyproject(root: Path) -> str:
         f"dependencies = {_toml_list(project['dependencies'])}",
         "",
         "[tool.setuptools]",
-        'packages = ["helpers", "helpers.weights"]',
+        'packages = ["helpers", "helpers.tables", "helpers.weights"]',
         "",
         "[tool.setuptools.package-data]",
+        '"helpers.tables" = ["*.csv"]',
         '"helpers.weights" = ["*.pt"]',
     ]
     return "\n".join(lines) + "\n"

@@ -63,6 +63,7 @@ def test_helpers_weights_and_set_up_files(members: dict[str, bytes]) -> None:
         "helpers/__init__.py",
         "helpers/environment.py",
         "helpers/weights/vgg11_shapes.pt",
+        "helpers/tables/attributions.csv",
         "README.md",
         "environment.yml",
         "pyproject.toml",
@@ -107,8 +108,8 @@ def test_no_solution_hidden_test_or_grader_reference_in_any_text(members: dict[s
 def test_student_pyproject_installs_only_helpers(members: dict[str, bytes]) -> None:
     student = release.tomllib.loads(members[TOP + "pyproject.toml"].decode("utf-8"))
     main = release.tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert student["tool"]["setuptools"]["packages"] == ["helpers", "helpers.weights"]
-    assert student["tool"]["setuptools"]["package-data"] == {"helpers.weights": ["*.pt"]}
+    assert student["tool"]["setuptools"]["packages"] == ["helpers", "helpers.tables", "helpers.weights"]
+    assert student["tool"]["setuptools"]["package-data"] == {"helpers.tables": ["*.csv"], "helpers.weights": ["*.pt"]}
     assert student["project"]["dependencies"] == main["project"]["dependencies"]
     assert student["project"]["requires-python"] == main["project"]["requires-python"]
     assert student["build-system"] == main["build-system"]

@@ -48,6 +48,7 @@ NOTEBOOKS = {
     "09": ROOT / "solutions/09_embeddings/embeddings.ipynb",
     "10": ROOT / "solutions/10_class_visualization/class_visualization.ipynb",
     "11": ROOT / "solutions/11_occlusion/occlusion.ipynb",
+    "12": ROOT / "solutions/12_attributions/attributions.ipynb",
 }
 FUNCTIONS = {
     "01": ["gradient_at", "linear_grads_autograd", "linear_grads_closed_form", "sgd_step"],
@@ -61,6 +62,7 @@ FUNCTIONS = {
     "09": ["nearest_neighbours", "knn_accuracy"],
     "10": ["class_visualization", "fool"],
     "11": ["occlusion_drops", "occlusion_map"],
+    "12": ["smoothgrad", "integrated_gradients"],
 }
 NOTEBOOK_OF = {function: notebook for notebook, functions in FUNCTIONS.items() for function in functions}
 
@@ -2107,6 +2109,148 @@ BUGS["occlusion_map"] = {
                     counts[r * window : r * window + window, c * window : c * window + window] += 1
             return sums / counts.clamp_min(1)
         """, {"test_occlusion_map": "wrong values"}),
+}
+
+# 12_attributions -----------------------------------------------------------------------------------------------
+
+ALTERNATIVES["smoothgrad"] = {
+    "one copy at a time, gradients summed by hand, the mode saved and restored": """
+        def smoothgrad(model, image, class_idx, samples, sigma, generator):
+            noise = sigma * torch.randn((samples, *image.shape), generator=generator, dtype=image.dtype)
+            was_training = model.training
+            model.eval()
+            total = torch.zeros_like(image)
+            for i in range(samples):
+                x = (image + noise[i]).detach().requires_grad_(True)
+                total += torch.autograd.grad(model(x[None])[0, class_idx], x)[0]
+            model.train(was_training)
+            return total / samples
+        """,
+    "grad_outputs of ones instead of a sum, the total divided by the count": """
+        def smoothgrad(model, image, class_idx, samples, sigma, generator):
+            noise = sigma * torch.randn((samples, *image.shape), generator=generator, dtype=image.dtype)
+            with helpers.evaluating(model):
+                x = (image.unsqueeze(0) + noise).clone().requires_grad_()
+                scores = model(x)
+                grads = torch.autograd.grad(scores[:, class_idx], x, grad_outputs=torch.ones(samples, dtype=x.dtype))[0]
+            return grads.sum(0) / samples
+        """,
+    "the gradient of the mean score, two copies per batch": """
+        def smoothgrad(model, image, class_idx, samples, sigma, generator):
+            noise = sigma * torch.randn((samples, *image.shape), generator=generator, dtype=image.dtype)
+            parts = []
+            with helpers.evaluating(model):
+                for chunk in (image + noise).split(2):
+                    x = chunk.detach().requires_grad_()
+                    parts.append(torch.autograd.grad(model(x)[:, class_idx].mean(), x)[0] * len(chunk))
+            return torch.cat(parts).sum(0) / samples
+        """,
+}
+_SMOOTHGRAD = """
+        def smoothgrad(model, image, class_idx, samples, sigma, generator):
+            noise = sigma * torch.randn((samples, *image.shape), generator=generator, dtype=image.dtype)
+            with helpers.evaluating(model), torch.enable_grad():
+                copies = (image.detach() + noise).requires_grad_()
+                (grad,) = torch.autograd.grad(model(copies)[:, class_idx].sum(), copies)
+            return grad.mean(dim=0)
+"""
+"""A correct smoothgrad that each bug below changes in one place."""
+
+
+def _smoothgrad(old: str, new: str) -> str:
+    assert old in _SMOOTHGRAD, old
+    return _SMOOTHGRAD.replace(old, new)
+
+
+BUGS["smoothgrad"] = {
+    "sigma forgotten: noise of standard deviation 1": (_smoothgrad("noise = sigma * torch.randn", "noise = torch.randn"),
+                                                        {"test_smoothgrad": "wrong values"}),
+    "sigma used as the variance": (_smoothgrad("noise = sigma * torch.randn", "noise = sigma ** 2 * torch.randn"),
+                                   {"test_smoothgrad": "wrong values"}),
+    "the magnitudes averaged (abs before the mean)": (_smoothgrad("return grad.mean(dim=0)",
+                                                                  "return grad.abs().mean(dim=0)"),
+                                                      {"test_smoothgrad": "wrong values"}),
+    "the sum of the gradients, not their mean": (_smoothgrad("return grad.mean(dim=0)", "return grad.sum(dim=0)"),
+                                                 {"test_smoothgrad": "wrong values"}),
+    "the softmax probability instead of the logit": (_smoothgrad(
+        "model(copies)[:, class_idx]", "model(copies).softmax(1)[:, class_idx]"), {"test_smoothgrad": "wrong values"}),
+    "the model's mode left as it is": (_smoothgrad("with helpers.evaluating(model), torch.enable_grad():",
+                                                   "with torch.enable_grad():"),
+                                       {"test_smoothgrad_side_effects": "eval mode"}),
+    ".backward() into the parameters' .grad": (_smoothgrad(
+        "(grad,) = torch.autograd.grad(model(copies)[:, class_idx].sum(), copies)",
+        "model(copies)[:, class_idx].sum().backward()\n                grad = copies.grad"),
+        {"test_smoothgrad_side_effects": "leaves gradients"}),
+}
+
+ALTERNATIVES["integrated_gradients"] = {
+    "all path points in one batch": """
+        def integrated_gradients(model, image, class_idx, baseline, steps):
+            alphas = (torch.arange(steps, dtype=image.dtype) + 0.5) / steps
+            with helpers.evaluating(model):
+                path = (baseline + alphas[:, None, None, None] * (image - baseline)).requires_grad_()
+                (grad,) = torch.autograd.grad(model(path)[:, class_idx].sum(), path)
+            return (image - baseline) * grad.mean(0)
+        """,
+    "one point at a time, alphas from linspace, the mode saved and restored": """
+        def integrated_gradients(model, image, class_idx, baseline, steps):
+            alphas = torch.linspace(0.5 / steps, 1 - 0.5 / steps, steps, dtype=torch.float64)
+            was_training = model.training
+            model.eval()
+            total = torch.zeros_like(image)
+            for alpha in alphas.tolist():
+                x = (baseline + alpha * (image - baseline)).detach().requires_grad_(True)
+                total = total + torch.autograd.grad(model(x[None])[0, class_idx], x)[0]
+            model.train(was_training)
+            return (image - baseline) * total / steps
+        """,
+    "captum's IntegratedGradients, riemann_middle": """
+        def integrated_gradients(model, image, class_idx, baseline, steps):
+            from captum.attr import IntegratedGradients
+            with helpers.evaluating(model):
+                ig = IntegratedGradients(model).attribute(image[None], baselines=baseline[None], target=class_idx,
+                                                          n_steps=steps, method="riemann_middle")
+            return ig[0].detach()
+        """,
+}
+_IG = """
+        def integrated_gradients(model, image, class_idx, baseline, steps):
+            alphas = (torch.arange(steps, dtype=image.dtype) + 0.5) / steps
+            total = torch.zeros_like(image)
+            with helpers.evaluating(model), torch.enable_grad():
+                for chunk in alphas.split(8):
+                    path = (baseline + chunk.view(-1, 1, 1, 1) * (image - baseline)).detach().requires_grad_()
+                    (grad,) = torch.autograd.grad(model(path)[:, class_idx].sum(), path)
+                    total += grad.sum(dim=0)
+            return (image - baseline) * total / steps
+"""
+"""A correct integrated_gradients that each bug below changes in one place."""
+
+
+def _ig(old: str, new: str) -> str:
+    assert old in _IG, old
+    return _IG.replace(old, new)
+
+
+BUGS["integrated_gradients"] = {
+    "left Riemann sum (alpha = k / m)": (_ig("(torch.arange(steps, dtype=image.dtype) + 0.5) / steps",
+                                             "torch.arange(steps, dtype=image.dtype) / steps"),
+                                         {"test_integrated_gradients": "wrong values"}),
+    "not multiplied by (x - x')": (_ig("return (image - baseline) * total / steps", "return total / steps"),
+                                   {"test_integrated_gradients": "wrong values"}),
+    "multiplied by x instead of (x - x')": (_ig("return (image - baseline) * total / steps",
+                                                "return image * total / steps"),
+                                            {"test_integrated_gradients": "wrong values"}),
+    "the sum of the gradients, not their mean": (_ig("return (image - baseline) * total / steps",
+                                                     "return (image - baseline) * total"),
+                                                 {"test_integrated_gradients": "wrong values"}),
+    "the model's mode left as it is": (_ig("with helpers.evaluating(model), torch.enable_grad():",
+                                           "with torch.enable_grad():"),
+                                       {"test_integrated_gradients_side_effects": "eval mode"}),
+    ".backward() into the parameters' .grad": (_ig(
+        "(grad,) = torch.autograd.grad(model(path)[:, class_idx].sum(), path)",
+        "model(path)[:, class_idx].sum().backward()\n                    grad = path.grad"),
+        {"test_integrated_gradients_side_effects": "leaves gradients"}),
 }
 
 # --- the cases ------------------------------------------------------------------------------------------------
