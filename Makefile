@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: course test env measure notebooks walkthrough benchmark train release clean grade benchmark-grading
+.PHONY: course test env measure notebooks walkthrough benchmark train release clean grade benchmark-grading attribution-table
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ test: env browser
 
 measure: env
 	$(PY) scripts/measure_model.py
+
+# Notebook 12's table of every attribution method on 200 held-out images, into helpers/tables/ (minutes).
+attribution-table: env
+	$(PY) scripts/attribution_table.py
 
 # Student versions: solutions/ -> notebooks/ with nbgrader generate_assignment.
 notebooks: env
