@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = 1212  # held out: training renders seed 0, no notebook uses this one
 TOLERANCE = 16  # px the masks grow by for the pointing game: one cell of the 14 x 14 feature grid
 FIELDS = ("model", "image", "method", "hit", "share", "area")
+MODELS = {"course": "robust", "standard": "standard"}  # the table's model names -> load_pretrained's variants
 Method = Callable[[torch.nn.Module, torch.Tensor, int], torch.Tensor]
 
 
@@ -106,23 +107,27 @@ def rows(model_name: str, model: torch.nn.Module, images: torch.Tensor, labels: 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--range", nargs=2, type=int, metavar=("START", "STOP"),
+                        help="only images START .. STOP - 1 (to split a run over processes; concatenate the files "
+                             "in model and image order)")
     parser.add_argument("--out", type=Path, default=ROOT / "helpers" / "tables" / "attributions.csv")
     args = parser.parse_args(argv)
-    data = helpers.make_dataset(args.images, seed=SEED)
-    table = []
-    for name in ("course", "standard"):
-        model = helpers.load_pretrained() if name == "course" else helpers.load_pretrained(variant="standard")
-        for start in range(0, args.images, 20):
-            stop = min(start + 20, args.images)
-            table += rows(name, model, data.images[start:stop], data.labels[start:stop], data.masks[start:stop], start)
-            print(f"{name}: {stop}/{args.images} images", flush=True)
+    first, stop = args.range or (0, args.images)
+    data = helpers.make_dataset(stop - first, seed=SEED, start=first)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=FIELDS)
         writer.writeheader()
-        writer.writerows(table)
-    print(f"wrote {len(table)} rows to {args.out}")
-
+        for name in args.models:
+            model = helpers.load_pretrained(variant=MODELS[name])
+            for start in range(0, stop - first, 10):
+                end = min(start + 10, stop - first)
+                part = slice(start, end)
+                writer.writerows(rows(name, model, data.images[part], data.labels[part], data.masks[part], first + start))
+                file.flush()
+                print(f"{name}: images {first} .. {first + end - 1} of {first} .. {stop - 1}", flush=True)
+    print(f"wrote {args.out}")
 
 if __name__ == "__main__":
     main()

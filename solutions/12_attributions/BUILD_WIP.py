@@ -24,7 +24,8 @@ against their own mathematics:
    with captum's `IntegratedGradients`;
 3. compute gradient x input and guided backpropagation with captum, and see why the latter needs the model's
    separate ReLU modules;
-4. compare the maps of every gradient method on the demo images;
+4. compare the maps of the gradient methods on the demo images, then all eight methods of the course on 200 new
+   images: which of them find the object, and at what cost;
 5. answer two questions.
 
 Graded: four code tests (3 + 1 + 3 + 1 points) and two written questions (2 + 2 points).
@@ -439,7 +440,7 @@ not the same thing.
   removes the pixel-to-pixel noise of the gradient and finds the object even for the standard model.
 - **Integrated Gradients** $(x - x') \odot \int_0^1 \nabla_x s_y(x' + \alpha(x - x'))\,d\alpha$ is complete:
   its sum is $s_y(x) - s_y(x')$, within 1% at 32 midpoint steps here; it equals captum's `IntegratedGradients`.
-- **Gradient x input** is IG with one step at $\alpha = 1$ (a first-order guess); **guided backpropagation**
+- **Gradient x input** is IG from the black image with one step at $\alpha = 1$ (a first-order guess); **guided backpropagation**
   needs one `nn.ReLU` module per ReLU, and draws edges of the image.
 - On 200 held-out images the methods differ in what they find and in what they cost, from one forward pass (CAM)
   to fifty (occlusion). Completeness and sharpness are properties of the map, not evidence that it depends on
