@@ -36,6 +36,7 @@ import warnings
 
 import matplotlib.pyplot as plt
 import torch
+import torch.nn.functional as F
 from captum.attr import GuidedBackprop, InputXGradient, IntegratedGradients, LayerGradCam, Occlusion, Saliency
 
 import helpers
@@ -109,7 +110,7 @@ def smoothgrad(
     ### END SOLUTION
 ''', "smoothgrad", "solution"),
     code("""
-image, label = demo.images[0][:, 56:168, 56:168], int(demo.labels[0])  # the middle 112 x 112: quicker
+image, label = demo.images[0][:, 84:140, 84:140], int(demo.labels[0])  # the middle 56 x 56: quicker
 kept = image.clone()
 smooth = smoothgrad(model, image, label, 4, 0.5, torch.Generator().manual_seed(0))
 assert isinstance(smooth, torch.Tensor) and smooth.shape == image.shape, "one value per input value: (3, H, W)"
@@ -141,26 +142,27 @@ print("smoothgrad: mode restored, no parameter gradients")
 """, "test_smoothgrad_side_effects", "test", 1),
     md(r"""
 The standard model's saliency (notebook 5) next to its SmoothGrad map, 8 copies at $\sigma = 0.5$, and the same
-for the course model; under each map the ratio of notebook 5, its share on the object over the object's share of
-the image (1 is chance):
+for the course model, on three demo images; under each map the ratio of notebook 5, its share on the object over
+the object's share of the image (1 is chance):
 """, "smoothgrad_figure_text"),
     code("""
 generator = torch.Generator().manual_seed(0)
-fig, axes = plt.subplots(4, 6, figsize=(15, 10.5))
+picked = [0, 2, 4]
+images, labels, masks = demo.images[picked], demo.labels[picked], demo.masks[picked]
+fig, axes = plt.subplots(4, 3, figsize=(8.4, 11.6))
 row = 0
 for name, net in models.items():
-    plain = torch.stack([to_map(gradient(net, img[None], int(y))[0]) for img, y in zip(demo.images, demo.labels)])
-    smooth = torch.stack([to_map(smoothgrad(net, img, int(y), 8, 0.5, generator))
-                          for img, y in zip(demo.images, demo.labels)])
+    plain = torch.stack([to_map(gradient(net, img[None], int(y))[0]) for img, y in zip(images, labels)])
+    smooth = torch.stack([to_map(smoothgrad(net, img, int(y), 8, 0.5, generator)) for img, y in zip(images, labels)])
     for maps, kind in ((plain, "saliency"), (smooth, "SmoothGrad")):
-        ratios = helpers.on_object_ratio(maps, demo.masks)
-        for i, y in enumerate(demo.labels.tolist()):
+        ratios = helpers.on_object_ratio(maps, masks)
+        for i, y in enumerate(labels.tolist()):
             axes[row, i].imshow(maps[i].numpy(), cmap="gray")
-            axes[row, i].contour(demo.masks[i].numpy(), levels=[0.5], colors="red", linewidths=0.8)
+            axes[row, i].contour(masks[i].numpy(), levels=[0.5], colors="red", linewidths=0.8)
             axes[row, i].set_title(f"{name}, {kind}\\n{helpers.CLASSES[y]}: ratio {ratios[i]:.1f}", fontsize=9)
             axes[row, i].axis("off")
         row += 1
-fig.suptitle("Saliency and SmoothGrad (8 copies, sigma 0.5) of the true class, standard and course model")
+fig.suptitle("Saliency and SmoothGrad (8 copies, sigma 0.5) of the true class,\\nstandard and course model")
 plt.show()
 """),
     md(r"""
@@ -262,12 +264,12 @@ image, label = demo.images[3], int(demo.labels[3])
 zeros = torch.zeros_like(image)
 with torch.no_grad():
     gap = (model(image[None]) - model(zeros[None]))[0, label].item()
-steps = [1, 2, 4, 8, 16, 32]
-errors = [abs(integrated_gradients(model, image, label, zeros, m).sum().item() - gap) / abs(gap) for m in steps]
-ours = integrated_gradients(model, image, label, zeros, 16)
+steps = [2, 4, 8, 16, 32]
+ours = {m: integrated_gradients(model, image, label, zeros, m) for m in steps}
+errors = [abs(ours[m].sum().item() - gap) / abs(gap) for m in steps]
 theirs = IntegratedGradients(model).attribute(image[None], baselines=zeros[None], target=label, n_steps=16,
-                                              method="riemann_middle")[0]
-print(f"s_y(x) - s_y(x') = {gap:.3f}; max |ours - captum| at 16 steps = {(ours - theirs).abs().max():.1e}")
+                                              method="riemann_middle", internal_batch_size=8)[0]
+print(f"s_y(x) - s_y(x') = {gap:.3f}; max |ours - captum| at 16 steps = {(ours[16] - theirs).abs().max():.1e}")
 fig, ax = plt.subplots(figsize=(6, 3.6))
 ax.loglog(steps, errors, "o-")
 ax.axhline(0.01, color="grey", linestyle=":", label="1%")
@@ -292,26 +294,7 @@ plain gradient without a warning. The same goes for a ReLU module used twice, or
     code("""
 relus = [name for name, module in model.named_modules() if isinstance(module, torch.nn.ReLU)]
 print(f"{len(relus)} ReLU modules captum can hook: {', '.join(name.split('.')[-1] for name in relus)}")
-attributions = {
-    "saliency": lambda net, x, y: Saliency(net).attribute(x.clone().requires_grad_(), target=y, abs=False),
-    "gradient x input": lambda net, x, y: InputXGradient(net).attribute(x.clone().requires_grad_(), target=y),
-    "SmoothGrad": lambda net, x, y: smoothgrad(net, x[0], y, 8, 0.5, torch.Generator().manual_seed(0))[None],
-    "Integrated Gradients": lambda net, x, y: integrated_gradients(net, x[0], y, torch.zeros_like(x[0]), 16)[None],
-    "guided backprop": lambda net, x, y: GuidedBackprop(net).attribute(x.clone().requires_grad_(), target=y),
-}
 warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")  # captum's note on what it does
-fig, axes = plt.subplots(3, 5, figsize=(15, 9.4))
-for row, i in enumerate((0, 2, 4)):
-    x, y = demo.images[i : i + 1], int(demo.labels[i])
-    for col, (name, method) in enumerate(attributions.items()):
-        heat = to_map(method(model, x, y)[0].detach())
-        ratio = helpers.on_object_ratio(heat[None], demo.masks[i : i + 1])[0]
-        axes[row, col].imshow(heat.numpy(), cmap="gray")
-        axes[row, col].contour(demo.masks[i].numpy(), levels=[0.5], colors="red", linewidths=0.8)
-        axes[row, col].set_title(f"{name}\\n{helpers.CLASSES[y]}: ratio {ratio:.1f}", fontsize=10)
-        axes[row, col].axis("off")
-fig.suptitle("Five gradient methods on the course model (true class); ratio as in notebook 5")
-plt.show()
 """),
     md(r"""
 ## 4 · Every method of the course on 200 new images
@@ -329,6 +312,59 @@ IG 16 midpoint steps from the black image, occlusion windows of 56 px at stride 
 `scripts/attribution_table.py`, and ships with the helpers (`helpers.load_attribution_table()`); the course's
 tests recompute a sample of its rows. Gradient maps are drawn as the largest magnitude over the colour channels.
 """, "table_text"),
+    md(r"""
+First the eight maps of two demo images, each method timed as it runs (in this kernel: your machine's figures; a
+gradient method costs one forward and one backward pass per image it differentiates, occlusion one forward pass
+per window position and one for the image):
+""", "eight_text"),
+    code("""
+def upsampled(coarse):
+    \"\"\"A (h, w) map -> (224, 224), bilinear, negative values dropped (as Grad-CAM does).\"\"\"
+    return F.interpolate(coarse[None, None], size=(224, 224), mode="bilinear", align_corners=False)[0, 0].clamp_min(0)
+
+
+def cam_map(x, y):
+    with torch.no_grad(), helpers.capture_activations(model, ["backbone.relu5_2"]) as saved:
+        model(x)
+        return upsampled(torch.einsum("k,khw->hw", model.fc.weight[y], saved["backbone.relu5_2"][0]))
+
+
+eight = {  # each: (image (1, 3, H, W), class) -> map (H, W); passes forward + backward per image
+    "saliency": (lambda x, y: to_map(Saliency(model).attribute(x.clone().requires_grad_(), target=y, abs=False)[0]),
+                 "1 + 1"),
+    "SmoothGrad": (lambda x, y: to_map(smoothgrad(model, x[0], y, 8, 0.5, torch.Generator().manual_seed(0))), "8 + 8"),
+    "gradient x input": (lambda x, y: to_map(InputXGradient(model).attribute(x.clone().requires_grad_(), target=y)[0]),
+                         "1 + 1"),
+    "Integrated Gradients": (lambda x, y: to_map(integrated_gradients(model, x[0], y, torch.zeros_like(x[0]), 16)),
+                             "16 + 16"),
+    "guided backprop": (lambda x, y: to_map(GuidedBackprop(model).attribute(x.clone().requires_grad_(), target=y)[0]),
+                        "1 + 1"),
+    "occlusion": (lambda x, y: Occlusion(model).attribute(x, sliding_window_shapes=(3, 56, 56), strides=(3, 28, 28),
+                                                         baselines=0.0, target=y, perturbations_per_eval=8)[0, 0]
+                  .clamp_min(0), "50 + 0"),
+    "CAM": (cam_map, "1 + 0"),
+    "Grad-CAM": (lambda x, y: upsampled(LayerGradCam(model, model.backbone.bn5_2).attribute(x, target=y)[0, 0].detach()),
+                 "1 + 1"),
+}
+seconds = dict.fromkeys(eight, 0.0)
+fig, axes = plt.subplots(2, 8, figsize=(20, 6))
+for row, i in enumerate((1, 4)):
+    x, y = demo.images[i : i + 1], int(demo.labels[i])
+    for col, (name, (method, _)) in enumerate(eight.items()):
+        start = time.perf_counter()
+        heat = method(x, y).detach()
+        seconds[name] += time.perf_counter() - start
+        ratio = helpers.on_object_ratio(heat[None], demo.masks[i : i + 1])[0]
+        axes[row, col].imshow(heat.numpy(), cmap="gray")
+        axes[row, col].contour(demo.masks[i].numpy(), levels=[0.5], colors="red", linewidths=0.8)
+        axes[row, col].set_title(f"{name}\\n{helpers.CLASSES[y]}: ratio {ratio:.1f}", fontsize=10)
+        axes[row, col].axis("off")
+fig.suptitle("The eight methods of the course on the course model (true class); ratio as in notebook 5")
+plt.show()
+print(f"{'method':<22} {'ms per image':>13} {'passes (forward + backward)':>28}")
+for name, (_, passes) in eight.items():
+    print(f"{name:<22} {1000 * seconds[name] / 2:>13.0f} {passes:>28}")
+"""),
     code("""
 table = helpers.load_attribution_table()
 print(f"{len(table['course']['saliency']['hit'])} held-out images; pointing game / share on the object / ratio")
@@ -356,36 +392,6 @@ for ax, (metric, label) in zip(axes, (("hit", "pointing game"), ("share", "share
 axes[1].axhline(area.mean(), color="grey", linestyle=":")
 axes[1].text(len(methods) - 0.5, area.mean(), " object's area", va="bottom", ha="right", color="grey")
 plt.show()
-"""),
-    md(r"""
-The cost is the other column. Below, each method once per demo image on the course model, in this kernel (your
-machine's figures; a gradient method costs one forward and one backward pass per image it differentiates):
-""", "timing_text"),
-    code("""
-cam_layer, relu5_2 = model.backbone.bn5_2, "backbone.relu5_2"
-
-
-def cam_map(net, x, y):
-    with torch.no_grad(), helpers.capture_activations(net, [relu5_2]) as saved:
-        net(x)
-        return torch.einsum("k,khw->hw", net.fc.weight[y], saved[relu5_2][0])[None]
-
-
-everything = dict(attributions) | {
-    "occlusion": lambda net, x, y: Occlusion(net).attribute(x, sliding_window_shapes=(3, 56, 56), strides=(3, 28, 28),
-                                                             baselines=0.0, target=y, perturbations_per_eval=8),
-    "CAM": cam_map,
-    "Grad-CAM": lambda net, x, y: LayerGradCam(net, cam_layer).attribute(x, target=y, relu_attributions=True),
-}
-passes = {"saliency": "1 + 1", "SmoothGrad": "8 + 8", "gradient x input": "1 + 1", "Integrated Gradients": "16 + 16",
-          "guided backprop": "1 + 1", "occlusion": "50 + 0", "CAM": "1 + 0", "Grad-CAM": "1 + 1"}
-print(f"{'method':<22} {'ms per image':>13} {'passes (forward + backward)':>28}")
-with helpers.evaluating(model):
-    for method, attribute in everything.items():
-        start = time.perf_counter()
-        for x, y in zip(demo.images[:3], demo.labels[:3].tolist()):
-            attribute(model, x[None], y)
-        print(f"{method:<22} {1000 * (time.perf_counter() - start) / 3:>13.0f} {passes[method]:>28}")
 """),
     md(r"""
 **Reading the table.** TABLE_READING
