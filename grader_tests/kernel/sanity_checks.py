@@ -40,6 +40,9 @@ CURVE_CASES: tuple[tuple[int, int, str, int, int, torch.dtype], ...] = (
 )
 """Cases of the value check of ``perturbation_curve``."""
 
+BATCHED_SIZE = 4
+"""The ``batch_size`` of the batching check, on case 1 of :data:`CURVE_CASES` (15 images: 4 batches)."""
+
 AREA_CASES: tuple[tuple[int, int, torch.dtype], ...] = (
     # (step, pixels, dtype): the curve has ceil(pixels / step) + 1 points
     (512, 4096, torch.float32),  # equal steps
@@ -82,12 +85,14 @@ def _images() -> list[torch.Tensor]:
 
 def curve_case(index: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, int, int, int]:
     """``(model, start, end, saliency, class_idx, step, batch_size)`` of :data:`CURVE_CASES` ``[index]``; the
-    saliency map is random (no ties)."""
+    saliency map is a random order of distinct values in (0, 1) (no ties)."""
     image_index, class_idx, kind, step, batch_size, dtype = CURVE_CASES[index]
     images = [image.to(dtype) for image in _images()]
     image = images[image_index]
     generator = torch.Generator().manual_seed(HIDDEN_SEED + 140 + index)
-    saliency = torch.rand(image.shape[-2:], generator=generator, dtype=torch.float64).to(dtype)
+    height, width = image.shape[-2:]
+    ranks = torch.randperm(height * width, generator=generator).view(height, width)  # distinct values: no ties
+    saliency = ((ranks.to(torch.float64) + 0.5) / (height * width)).to(dtype)
     if kind == "deletion":
         start, end = image.clone(), torch.zeros_like(image)
     elif kind == "insertion":
@@ -148,7 +153,8 @@ def check_perturbation_curve(student: Callable[..., Any]) -> Observations:
 def check_perturbation_curve_batched(student: Callable[..., Any]) -> Observations:
     """``perturbation_curve`` on a model in train mode: the batch sizes it called the model with, the modes, the
     caller's tensors; then its result on a fresh copy of the model in eval mode (what it must reproduce)."""
-    model, start, end, saliency, class_idx, step, batch_size = curve_case(1)
+    model, start, end, saliency, class_idx, step, _ = curve_case(1)
+    batch_size = BATCHED_SIZE
     recorder = BatchRecorder(model)
     observed = call_in_train_mode(student, recorder, start, end, saliency, class_idx, step, batch_size)
     return {**observed, "batches": list(recorder.batches), "start": input_state(start), "end": input_state(end),
