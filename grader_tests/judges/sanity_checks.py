@@ -47,7 +47,7 @@ def average_ranks(values: torch.Tensor) -> torch.Tensor:
 
 
 def ordinal_ranks(values: torch.Tensor) -> torch.Tensor:
-    """Ranks ``1 .. n``, ties broken by position (a mistake the value check names)."""
+    """Ranks ``1 .. n``, ties broken by position (a mistake the value check names: right without ties only)."""
     order = torch.argsort(values, stable=True)
     ranks = torch.empty(values.numel(), dtype=torch.float64)
     ranks[order] = torch.arange(1, values.numel() + 1, dtype=torch.float64)
@@ -117,6 +117,7 @@ def _close(actual: object, candidate: torch.Tensor, limits: dict[str, float]) ->
 @judge
 def check_rank_correlation(observations: Observations) -> None:
     """Values of ``rank_correlation`` on hidden pairs of maps: no ties, many ties, more than two dimensions."""
+    right_without_ties = False
     for index, outcome in enumerate(observations["values"]):
         if index >= len(RANK_CASES):
             break
@@ -126,9 +127,11 @@ def check_rank_correlation(observations: Observations) -> None:
         expected = rank_correlation(a, b)
         actual = returned(outcome, what)
         limits = {"rtol": 1e-4, "atol": 1e-5}
-        if kind != "continuous" and _close(actual, rank_correlation(a, b, ordinal_ranks), limits):
-            raise AssertionError(f"{what} ranks tied values one after the other: give every tied value the average "
-                                 "of the ranks they span")
+        if kind == "continuous":
+            right_without_ties = _close(actual, expected, limits)
+        elif right_without_ties and not _close(actual, expected, limits) and _close(actual, expected, {"rtol": 0, "atol": 0.2}):
+            raise AssertionError(f"{what} is right for maps without ties but not for maps with tied values: give "
+                                 "every tied value the average of the ranks they span")
         assert_tensor_close(actual, expected, what, **limits)
     if len(observations["values"]) != len(RANK_CASES):
         raise AssertionError("rank_correlation: the hidden check did not record every case")
