@@ -33,7 +33,7 @@ from grader_tests.kernel.sanity_checks import (
 from helpers.inference import evaluating
 
 from . import judge
-from .common import assert_computed_in_eval_mode, assert_input_untouched, assert_tensor_close, tolerance
+from .common import assert_computed_in_eval_mode, assert_input_untouched, assert_tensor_close
 from .records import Foreign, Recorded, returned
 
 # --- reference --------------------------------------------------------------------------------------------
@@ -200,9 +200,9 @@ def check_curve_area(observations: Observations) -> None:
                 raise AssertionError(f"{what} should be one float (or a tensor holding one), got a tensor of shape "
                                      f"{tuple(value.tensor.shape)} ({value.tensor.dtype})")
             value = float(value.tensor.reshape(()))
-        if isinstance(value, Foreign) or isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, (Foreign, bool)) or not isinstance(value, (int, float)):
             name = value.type_name if isinstance(value, Foreign) else type(value).__name__
-            raise AssertionError(f"{what} should be a float, got {name}")
+            raise AssertionError(f"{what} should be a float, got {name}")  # noqa: TRY004 - a judge's verdict
         even = float(torch.trapezoid(curve.double(), dx=1 / (len(curve) - 1)))
         tol = 1e-5 if curve.dtype == torch.float32 else 1e-9
         if pixels % step and abs(value - even) <= tol and abs(expected - even) > tol:
