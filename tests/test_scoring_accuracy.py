@@ -49,6 +49,7 @@ NOTEBOOKS = {
     "10": ROOT / "solutions/10_class_visualization/class_visualization.ipynb",
     "11": ROOT / "solutions/11_occlusion/occlusion.ipynb",
     "12": ROOT / "solutions/12_attributions/attributions.ipynb",
+    "13": ROOT / "solutions/13_sanity_checks/sanity_checks.ipynb",
 }
 FUNCTIONS = {
     "01": ["gradient_at", "linear_grads_autograd", "linear_grads_closed_form", "sgd_step"],
@@ -63,6 +64,7 @@ FUNCTIONS = {
     "10": ["class_visualization", "fool"],
     "11": ["occlusion_drops", "occlusion_map"],
     "12": ["smoothgrad", "integrated_gradients"],
+    "13": ["rank_correlation", "perturbation_curve", "curve_area"],
 }
 NOTEBOOK_OF = {function: notebook for notebook, functions in FUNCTIONS.items() for function in functions}
 
@@ -2251,6 +2253,258 @@ BUGS["integrated_gradients"] = {
         "(grad,) = torch.autograd.grad(model(path)[:, class_idx].sum(), path)",
         "model(path)[:, class_idx].sum().backward()\n                    grad = path.grad"),
         {"test_integrated_gradients_side_effects": "leaves gradients"}),
+}
+
+# 13_sanity_checks ---------------------------------------------------------------------------------------------
+
+ALTERNATIVES["rank_correlation"] = {
+    "scipy's spearmanr, pair by pair": """
+        def rank_correlation(maps_a, maps_b):
+            from scipy.stats import spearmanr
+
+            return torch.tensor([spearmanr(a.flatten().numpy(), b.flatten().numpy())[0] for a, b in zip(maps_a, maps_b)])
+        """,
+    "scipy's rankdata and numpy's corrcoef, in float32": """
+        def rank_correlation(maps_a, maps_b):
+            from scipy.stats import rankdata
+
+            a = rankdata(maps_a.flatten(1).numpy(), axis=1)
+            b = rankdata(maps_b.flatten(1).numpy(), axis=1)
+            return torch.tensor([np.corrcoef(x, y)[0, 1] for x, y in zip(a, b)], dtype=torch.float32)
+        """,
+    "ranks by pairwise comparisons, all maps at once": """
+        def rank_correlation(maps_a, maps_b):
+            def ranks(v):  # (N, n): values below, plus half of the equal ones (itself included), plus 1/2
+                below = (v[:, None, :] < v[:, :, None]).sum(-1)
+                equal = (v[:, None, :] == v[:, :, None]).sum(-1)
+                return (below + (equal + 1) / 2).double()
+
+            r, q = ranks(maps_a.flatten(1)), ranks(maps_b.flatten(1))
+            r, q = r - r.mean(1, keepdim=True), q - q.mean(1, keepdim=True)
+            return (r * q).sum(1) / (r.norm(dim=1) * q.norm(dim=1))
+        """,
+    "sort, then the average position of each run of equal values": """
+        def rank_correlation(maps_a, maps_b):
+            def ranks(v):
+                values, order = torch.sort(v)
+                result = torch.empty(len(v), dtype=torch.float64)
+                i = 0
+                while i < len(v):
+                    j = i
+                    while j + 1 < len(v) and values[j + 1] == values[i]:
+                        j += 1
+                    result[order[i : j + 1]] = (i + j) / 2 + 1
+                    i = j + 1
+                return result
+
+            out = []
+            for a, b in zip(maps_a.flatten(1), maps_b.flatten(1)):
+                out.append(torch.corrcoef(torch.stack([ranks(a), ranks(b)]))[0, 1])
+            return torch.stack(out)
+        """,
+}
+_RANKS = """
+        def rank_correlation(maps_a, maps_b):
+            def ranks(v):
+                _, inverse, counts = torch.unique(v, return_inverse=True, return_counts=True)
+                return (counts.cumsum(0) - (counts - 1) / 2).double()[inverse]
+
+            out = []
+            for a, b in zip(maps_a.flatten(1).double(), maps_b.flatten(1).double()):
+                r, q = ranks(a), ranks(b)
+                out.append(torch.corrcoef(torch.stack([r, q]))[0, 1])
+            return torch.stack(out)
+"""
+"""A correct rank_correlation that each bug below changes in one place."""
+
+
+def _ranks(old: str, new: str) -> str:
+    assert old in _RANKS, old
+    return _RANKS.replace(old, new)
+
+
+BUGS["rank_correlation"] = {
+    "ordinal ranks: tied values ranked one after the other": (_ranks(
+        "_, inverse, counts = torch.unique(v, return_inverse=True, return_counts=True)\n"
+        "                return (counts.cumsum(0) - (counts - 1) / 2).double()[inverse]",
+        "return torch.argsort(torch.argsort(v)).double()"), {"test_rank_correlation": "average of the ranks"}),
+    "the lowest rank of each tie instead of the average": (_ranks(
+        "(counts.cumsum(0) - (counts - 1) / 2)", "(counts.cumsum(0) - (counts - 1))"),
+        {"test_rank_correlation": "average of the ranks"}),
+    "Pearson's correlation of the values, not of their ranks": (_ranks("r, q = ranks(a), ranks(b)", "r, q = a, b"),
+                                                                {"test_rank_correlation": "wrong values"}),
+    "one correlation over all the maps at once": (_ranks(
+        "zip(maps_a.flatten(1).double(), maps_b.flatten(1).double())",
+        "zip(maps_a.flatten()[None].double(), maps_b.flatten()[None].double())"), {"test_rank_correlation": "has shape"}),
+    "Spearman's shortcut 1 - 6 sum d^2 / (n (n^2 - 1)), which needs distinct values": (_ranks(
+        "out.append(torch.corrcoef(torch.stack([r, q]))[0, 1])",
+        "out.append(1 - 6 * (r - q).pow(2).sum() / (len(r) * (len(r) ** 2 - 1)))"),
+        {"test_rank_correlation": "tied values"}),
+}
+
+ALTERNATIVES["perturbation_curve"] = {
+    "a boolean mask grown pixel by pixel, the mode saved and restored by hand": """
+        def perturbation_curve(model, start, end, saliency, class_idx, step, batch_size=16):
+            h, w = saliency.shape
+            order = torch.argsort(saliency.reshape(-1), descending=True)
+            counts = list(range(0, h * w, step)) + [h * w]
+            was_training = model.training
+            model.eval()
+            results = []
+            with torch.no_grad():
+                for i in range(0, len(counts), batch_size):
+                    batch = []
+                    for count in counts[i : i + batch_size]:
+                        mask = torch.zeros(h * w)
+                        mask[order[:count]] = 1
+                        mask = mask.view(1, h, w).to(start.dtype)
+                        batch.append(start * (1 - mask) + end * mask)
+                    results.append(F.softmax(model(torch.stack(batch)), dim=1)[:, class_idx])
+            model.train(was_training)
+            return torch.cat(results)
+        """,
+    "numpy's stable argsort of the negated map, all images first, then torch.split": """
+        def perturbation_curve(model, start, end, saliency, class_idx, step, batch_size=16):
+            n = saliency.numel()
+            order = torch.from_numpy(np.argsort(-saliency.flatten().numpy(), kind="stable"))
+            steps = int(np.ceil(n / step))
+            images = start.repeat(steps + 1, 1, 1, 1).reshape(steps + 1, start.shape[0], n)
+            flat_end = end.reshape(end.shape[0], n)
+            for k in range(1, steps + 1):
+                chosen = order[: min(k * step, n)]
+                images[k][:, chosen] = flat_end[:, chosen]
+            images = images.reshape(steps + 1, *start.shape)
+            with helpers.evaluating(model), torch.inference_mode():
+                probs = [torch.softmax(model(chunk), dim=-1)[:, class_idx] for chunk in torch.split(images, batch_size)]
+            return torch.cat(probs).clone()
+        """,
+    "the first and last images on their own, the steps between in batches": """
+        def perturbation_curve(model, start, end, saliency, class_idx, step, batch_size=16):
+            n = saliency.numel()
+            rank = torch.empty(n, dtype=torch.long)
+            rank[saliency.flatten().argsort(descending=True)] = torch.arange(n)
+            rank = rank.view_as(saliency)
+            inner = [k * step for k in range(1, -(-n // step))]
+            with helpers.evaluating(model), torch.no_grad():
+                p = lambda x: model(x).softmax(1)[:, class_idx]
+                first, last = p(start[None]), p(end[None])
+                middle = [p(torch.stack([torch.where(rank < c, end, start) for c in inner[i : i + batch_size]]))
+                          for i in range(0, len(inner), batch_size)]
+            return torch.cat([first, *middle, last])
+        """,
+    "float64 softmax, the caller's dtype back": """
+        def perturbation_curve(model, start, end, saliency, class_idx, step, batch_size=16):
+            n = saliency.numel()
+            order = torch.argsort(saliency.flatten(), descending=True, stable=True)
+            position = torch.empty_like(order)
+            position[order] = torch.arange(n)
+            counts = [min(k * step, n) for k in range(-(-n // step) + 1)]
+            out = []
+            with helpers.evaluating(model), torch.no_grad():
+                for i in range(0, len(counts), batch_size):
+                    batch = torch.stack([torch.where((position < c).view_as(saliency), end, start)
+                                         for c in counts[i : i + batch_size]])
+                    out.append(model(batch).double().softmax(1)[:, class_idx])
+            return torch.cat(out).to(start.dtype)
+        """,
+}
+_CURVE = """
+        def perturbation_curve(model, start, end, saliency, class_idx, step, batch_size=16):
+            n = saliency.numel()
+            order = torch.argsort(saliency.flatten(), descending=True)
+            counts = [min(k * step, n) for k in range(-(-n // step) + 1)]
+            images = []
+            for count in counts:
+                taken = torch.zeros(n, dtype=torch.bool)
+                taken[order[:count]] = True
+                images.append(torch.where(taken.view(saliency.shape), end, start))
+            images = torch.stack(images)
+            with helpers.evaluating(model), torch.no_grad():
+                return torch.cat([model(b).softmax(1)[:, class_idx] for b in images.split(batch_size)])
+"""
+"""A correct perturbation_curve that each bug below changes in one place."""
+
+
+def _curve(old: str, new: str) -> str:
+    assert old in _CURVE, old
+    return _CURVE.replace(old, new)
+
+
+BUGS["perturbation_curve"] = {
+    "the least salient pixels first": (_curve("descending=True", "descending=False"),
+                                       {"test_perturbation_curve": "decreasing saliency"}),
+    "the logit instead of the softmax probability": (_curve("model(b).softmax(1)[:, class_idx]", "model(b)[:, class_idx]"),
+                                                     {"test_perturbation_curve": "wrong values"}),
+    "floor instead of ceil: the last, shorter step is missing": (_curve(
+        "range(-(-n // step) + 1)", "range(n // step + 1)"), {"test_perturbation_curve": "has shape"}),
+    "the probability of the predicted class instead of class_idx": (_curve(
+        "model(b).softmax(1)[:, class_idx]", "model(b).softmax(1).amax(1)"), {"test_perturbation_curve": "wrong values"}),
+    "one forward pass per image": (_curve(
+        "for b in images.split(batch_size)", "for b in images.split(1)"), {"test_perturbation_curve_batched": "batch_size"}),
+    "the model's mode left as it is (train mode uses batch statistics)": (_curve(
+        "with helpers.evaluating(model), torch.no_grad():", "with torch.no_grad():"),
+        {"test_perturbation_curve_batched": "eval mode"}),
+    "the caller's start changed in place, step after step": (_curve(
+        "images.append(torch.where(taken.view(saliency.shape), end, start))",
+        "start[:, taken.view(saliency.shape)] = end[:, taken.view(saliency.shape)]\n"
+        "                images.append(start.clone())"), {"test_perturbation_curve_batched": "caller's image"}),
+}
+
+ALTERNATIVES["curve_area"] = {
+    "torch.trapezoid over the fractions, a 0-d tensor": """
+        def curve_area(curve, step, pixels):
+            x = (torch.arange(len(curve), dtype=torch.float64) * step).clamp(max=pixels) / pixels
+            return torch.trapezoid(curve.double(), x)
+        """,
+    "scikit-learn's auc": """
+        def curve_area(curve, step, pixels):
+            from sklearn.metrics import auc
+
+            x = [min(k * step, pixels) / pixels for k in range(len(curve))]
+            return auc(x, curve.tolist())
+        """,
+    "a loop over the trapezoids, in float32": """
+        def curve_area(curve, step, pixels):
+            area = 0.0
+            for k in range(len(curve) - 1):
+                width = (min((k + 1) * step, pixels) - k * step) / pixels
+                area += width * (curve[k] + curve[k + 1]) / 2
+            return area
+        """,
+    "RISE's formula for equal steps, the last trapezoid corrected": """
+        def curve_area(curve, step, pixels):
+            c = curve.double()
+            full = (len(c) - 2) * step / pixels  # the equal steps
+            last = 1 - full
+            return float((c[:-1].sum() - c[0] / 2 - c[-2] / 2) * step / pixels + last * (c[-2] + c[-1]) / 2)
+        """,
+}
+_AREA = """
+        def curve_area(curve, step, pixels):
+            x = np.minimum(np.arange(len(curve)) * step, pixels) / pixels
+            return float(np.trapezoid(curve.double().numpy(), x))
+"""
+"""A correct curve_area that each bug below changes in one place."""
+
+
+def _area(old: str, new: str) -> str:
+    assert old in _AREA, old
+    return _AREA.replace(old, new)
+
+
+BUGS["curve_area"] = {
+    "the points spaced evenly: the shorter last step ignored": (_area(
+        "x = np.minimum(np.arange(len(curve)) * step, pixels) / pixels", "x = np.linspace(0, 1, len(curve))"),
+        {"test_curve_area": "evenly"}),
+    "the pixel counts, not their fraction": (_area(
+        "x = np.minimum(np.arange(len(curve)) * step, pixels) / pixels", "x = np.minimum(np.arange(len(curve)) * step, pixels)"),
+        {"test_curve_area": "wrong values"}),
+    "the mean of the points instead of the trapezoids": (_area(
+        "return float(np.trapezoid(curve.double().numpy(), x))", "return float(curve.double().mean())"),
+        {"test_curve_area": "wrong values"}),
+    "the steps without the clip at the last pixel": (_area(
+        "x = np.minimum(np.arange(len(curve)) * step, pixels) / pixels", "x = np.arange(len(curve)) * step / pixels"),
+        {"test_curve_area": "wrong values"}),
 }
 
 # --- the cases ------------------------------------------------------------------------------------------------

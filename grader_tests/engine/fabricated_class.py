@@ -258,6 +258,14 @@ SMOOTHGRAD_LOOP = (
             grads.append(torch.autograd.grad(model(copy[None])[0, class_idx], copy)[0])
     return torch.stack(grads).sum(dim=0) / samples""",
 )
+CURVE_ONE_BY_ONE = (
+    "            probabilities.append(model(batch).softmax(dim=1)[:, class_idx])",
+    "            probabilities.append(torch.cat([model(image[None]).softmax(dim=1)[:, class_idx] for image in batch]))",
+)
+CURVE_FLOAT64 = (
+    "            probabilities.append(model(batch).softmax(dim=1)[:, class_idx])",
+    "            probabilities.append(model(batch).double().softmax(dim=1)[:, class_idx].to(start.dtype))",
+)
 OCCLUSION_MAP_TRANSPOSED = (
     """    sums = torch.zeros(size, dtype=drops.dtype)
     counts = torch.zeros(size, dtype=drops.dtype)
@@ -337,6 +345,7 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
     a1, a2, a3, a4, a5, a6, a7, *_ = every = assignments(root)
     a8, a9, a10, a11, a12 = ("08_dissection", "09_embeddings", "10_class_visualization", "11_occlusion",
                              "12_attributions")
+    a13 = "13_sanity_checks"
     full = {a: autograded_points(a, root) for a in every}
 
     def losing(assignment: str, failing: Iterable[str]) -> float:
@@ -376,7 +385,9 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
         "test_nearest_neighbours_conventions only; knn_accuracy, which calls it, keeps its points); fool takes "
         "every step it is allowed instead of stopping once the prediction is the target; occlusion_drops "
         "runs one forward pass per occluded copy (right values: it costs test_occlusion_drops_batched only); "
-        "integrated_gradients takes the left Riemann sum (alpha = k / m) instead of the midpoint rule",
+        "integrated_gradients takes the left Riemann sum (alpha = k / m) instead of the midpoint rule; "
+        "perturbation_curve runs one forward pass per image (right values: it costs "
+        "test_perturbation_curve_batched only)",
         None,
         {
             a1: (sub(P(a1), "sgd_step", "    model.zero_grad()\n", ""), losing(a1, ["test_sgd_step"])),
@@ -392,6 +403,8 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
             a11: (sub(P(a11), "occlusion_drops", *OCCLUSION_ONE_BY_ONE),
                   losing(a11, ["test_occlusion_drops_batched"])),
             a12: (sub(P(a12), "integrated_gradients", *IG_LEFT_RIEMANN), losing(a12, ["test_integrated_gradients"])),
+            a13: (sub(P(a13), "perturbation_curve", *CURVE_ONE_BY_ONE),
+                  losing(a13, ["test_perturbation_curve_batched"])),
         },
     )
 
@@ -431,10 +444,11 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
         "altfloat64",
         "correct alternatives computing in float64 and returning the input's dtype: linear_grads_closed_form, "
         "achromatic_share, class_activation_map, the Grad-CAM weighting and upsampling, the patches of top_patches, "
-        "the distances of nearest_neighbours",
+        "the distances of nearest_neighbours, the softmax of perturbation_curve",
         None,
         {a1: (nb1, full[a1]), a3: (nb3, full[a3]), a6: (nb6, full[a6]), a7: (sub(P(a7), "top_patches", *PATCHES_FLOAT64), full[a7]),
-         a9: (sub(P(a9), "nearest_neighbours", *NEIGHBOURS_FLOAT64), full[a9])},
+         a9: (sub(P(a9), "nearest_neighbours", *NEIGHBOURS_FLOAT64), full[a9]),
+         a13: (sub(P(a13), "perturbation_curve", *CURVE_FLOAT64), full[a13])},
     )
     nb4 = sub(P(a4), "show_activations_hook", "output.detach().clone()", "output.clone().detach()")
     sub(nb4, "register_activation_hooks",
