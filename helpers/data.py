@@ -188,6 +188,15 @@ def make_shortcut_dataset(
         raise ValueError(f"need n >= 0, start >= 0 and size >= 16, got n={n}, start={start}, size={size}")
     if kind not in CUE_KINDS or not 0 <= cue_rate <= 1:
         raise ValueError(f"kind must be one of {CUE_KINDS} and cue_rate in [0, 1], got {kind!r}, {cue_rate}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small element-wise operations: extra threads only wait for each other
+    try:
+        return _draw_shortcut(n, seed, size, start, noise, cue_rate, kind)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _draw_shortcut(n: int, seed: int, size: int, start: int, noise: float, cue_rate: float, kind: str) -> ShortcutBatch:
     indices = range(start, start + n)
     images, clean = torch.empty(n, 3, size, size), torch.empty(n, 3, size, size)
     masks, cue_masks = torch.empty(n, size, size, dtype=torch.bool), torch.empty(n, size, size, dtype=torch.bool)
