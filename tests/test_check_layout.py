@@ -25,7 +25,7 @@ SOLUTIONS = sorted((ROOT / "solutions").glob("*/*.ipynb"))
 KERNEL_MODULES = sorted(path.stem for path in KERNEL.glob("*.py") if path.stem != "__init__")
 JUDGE_MODULES = sorted(path.stem for path in JUDGES.glob("*.py") if path.stem != "__init__")
 TOPICS = ("autograd", "parameters", "filters", "activations", "saliency", "gradcam", "patches", "dissection",
-          "embeddings", "class_visualization", "occlusion")
+          "embeddings", "class_visualization", "occlusion", "shortcut")
 """The notebooks' topics: one probe module and one judge module each."""
 
 

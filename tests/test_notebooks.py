@@ -28,7 +28,7 @@ def _nbgrader(cell) -> dict:
 def test_assignments_in_course_order():
     assert [p.parent.name for p in SOLVED] == [
         "01_autograd", "02_parameters", "03_filters", "04_activations", "05_saliency", "06_gradcam", "07_patches",
-        "08_dissection", "09_embeddings", "10_class_visualization", "11_occlusion",
+        "08_dissection", "09_embeddings", "10_class_visualization", "11_occlusion", "14_shortcut",
     ]
     assert ids(RELEASED) == ids(SOLVED)
 

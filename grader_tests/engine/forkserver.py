@@ -56,7 +56,7 @@ PRELOADED = (
     "grader_tests.kernel.record", "grader_tests.kernel.inputs", "grader_tests.kernel.facts",
     *(f"grader_tests.kernel.{topic}" for topic in ("autograd", "parameters", "filters", "activations", "saliency",
                                                    "gradcam", "patches", "dissection", "embeddings",
-                                                   "class_visualization", "occlusion")),
+                                                   "class_visualization", "occlusion", "shortcut")),
 )
 
 SERVER_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
