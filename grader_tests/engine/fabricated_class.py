@@ -246,6 +246,14 @@ OCCLUSION_ONE_BY_ONE = (
     "            scores.append(model(copies)[:, class_idx])",
     "            scores.append(torch.stack([model(copy[None])[0, class_idx] for copy in copies]))",
 )
+SHORTCUT_FLIPS_ONLY = (
+    "    return v2.Compose([v2.RandomHorizontalFlip(), v2.ColorJitter(hue=0.5)])",
+    "    return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()])",
+)
+SHORTCUT_GRAYSCALE = (
+    "    return v2.Compose([v2.RandomHorizontalFlip(), v2.ColorJitter(hue=0.5)])",
+    "    return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomGrayscale(p=0.8)])",
+)
 OCCLUSION_MAP_TRANSPOSED = (
     """    sums = torch.zeros(size, dtype=drops.dtype)
     counts = torch.zeros(size, dtype=drops.dtype)
@@ -324,6 +332,7 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
     """``{student: (Student, {assignment: content})}``."""
     a1, a2, a3, a4, a5, a6, a7, *_ = every = assignments(root)
     a8, a9, a10, a11 = "08_dissection", "09_embeddings", "10_class_visualization", "11_occlusion"
+    a14 = "14_shortcut"
     full = {a: autograded_points(a, root) for a in every}
 
     def losing(assignment: str, failing: Iterable[str]) -> float:
@@ -362,7 +371,8 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
         "nearest_neighbours breaks ties with topk (any order: it costs "
         "test_nearest_neighbours_conventions only; knn_accuracy, which calls it, keeps its points); fool takes "
         "every step it is allowed instead of stopping once the prediction is the target; occlusion_drops "
-        "runs one forward pass per occluded copy (right values: it costs test_occlusion_drops_batched only)",
+        "runs one forward pass per occluded copy (right values: it costs test_occlusion_drops_batched only); "
+        "augmentation only flips the images (the shortcut's disc moves but keeps its class's colour)",
         None,
         {
             a1: (sub(P(a1), "sgd_step", "    model.zero_grad()\n", ""), losing(a1, ["test_sgd_step"])),
@@ -377,6 +387,7 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
             a10: (sub(P(a10), "fool", *FOOL_NO_STOP), losing(a10, ["test_fool"])),
             a11: (sub(P(a11), "occlusion_drops", *OCCLUSION_ONE_BY_ONE),
                   losing(a11, ["test_occlusion_drops_batched"])),
+            a14: (sub(P(a14), "augmentation", *SHORTCUT_FLIPS_ONLY), losing(a14, ["test_augmentation"])),
         },
     )
 
@@ -433,9 +444,11 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
         "correct alternatives hooking an equivalent tensor: CAM from a forward pre-hook on model.gap (its input "
         "is relu5_2's output), Grad-CAM from a pre-hook on relu5_2 (its input is bn5_2's output); activations "
         "registered with a lambda instead of functools.partial, stored with .clone().detach(); the occlusion map "
-        "summed by a transposed convolution with a kernel of ones instead of a loop over the windows",
+        "summed by a transposed convolution with a kernel of ones instead of a loop over the windows; the "
+        "shortcut's cue broken by grayscale instead of a random hue",
         None,
-        {a4: (nb4, full[a4]), a6: (nb6, full[a6]), a11: (sub(P(a11), "occlusion_map", *OCCLUSION_MAP_TRANSPOSED), full[a11])},
+        {a4: (nb4, full[a4]), a6: (nb6, full[a6]), a11: (sub(P(a11), "occlusion_map", *OCCLUSION_MAP_TRANSPOSED), full[a11]),
+         a14: (sub(P(a14), "augmentation", *SHORTCUT_GRAYSCALE), full[a14])},
     )
 
     # --- what the kernel goes through: stderr, timeouts, exits, floods ---------------------------------------
