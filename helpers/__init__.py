@@ -13,9 +13,11 @@ from .data import (
     IMAGE_SIZE,
     ConceptBatch,
     ShapesBatch,
+    ShortcutBatch,
     load_demo,
     make_concept_dataset,
     make_dataset,
+    make_shortcut_dataset,
 )
 from .hooks import capture_activations
 from .images import denormalize, gaussian_blur, image_tensor_to_numpy, normalize, numpy_to_image_tensor
@@ -27,10 +29,10 @@ from .pretrained import load_imagenet_vgg11, load_pretrained
 from .tables import load_attribution_table
 
 __all__ = [
-    "CLASSES", "CONCEPTS", "ConceptBatch", "IMAGE_SIZE", "ShapesBatch", "VGG11Backbone", "VGG11Classification",
-    "VGG11GAP", "accuracy", "capture_activations", "denormalize", "dilate", "energy_in_mask", "evaluating",
-    "gaussian_blur", "image_tensor_to_numpy", "load_attribution_table", "load_demo", "load_imagenet_vgg11",
-    "load_pretrained", "make_concept_dataset", "make_dataset", "normalize", "normalize_map",
-    "numpy_to_image_tensor", "on_object_ratio", "overlay_heatmap", "plot_activations", "plot_filters",
-    "pointing_game", "predict", "show_images",
+    "CLASSES", "CONCEPTS", "ConceptBatch", "IMAGE_SIZE", "ShapesBatch", "ShortcutBatch", "VGG11Backbone",
+    "VGG11Classification", "VGG11GAP", "accuracy", "capture_activations", "denormalize", "dilate", "energy_in_mask",
+    "evaluating", "gaussian_blur", "image_tensor_to_numpy", "load_attribution_table", "load_demo",
+    "load_imagenet_vgg11", "load_pretrained", "make_concept_dataset", "make_dataset", "make_shortcut_dataset",
+    "normalize", "normalize_map", "numpy_to_image_tensor", "on_object_ratio", "overlay_heatmap", "plot_activations",
+    "plot_filters", "pointing_game", "predict", "show_images",
 ]

@@ -131,6 +131,100 @@ def _concept_masks(masks: torch.Tensor, labels: torch.Tensor, layers: dict[str, 
     return torch.cat([objects, line.unsqueeze(1), blob.unsqueeze(1), background.unsqueeze(1)], dim=1)
 
 
+# --- the shortcut world (notebook 14) -------------------------------------------------------------------------
+
+SHORTCUT_SIZE = 128
+"""Side of the shortcut world's images: the shortcut model is trained and studied at 128 px (``bn5_2`` is 8 x 8)."""
+
+CUE_CENTRE = (0.88, 0.12)
+"""Centre ``(x, y)`` of the shortcut mark, in units of the image side: near the top-right corner."""
+
+CUE_RADIUS = 0.045
+"""Radius of the mark (a disc), in units of the image side: about 6 px at 128 px, like a large distractor blob."""
+
+CUE_COLOURS = torch.tensor(
+    [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 1.0], [1.0, 0.0, 1.0]]
+)
+"""The mark's colour for each class (hues 0, 1/6, ..., 5/6 at full saturation): red for a circle, yellow for a
+square, green for a triangle, cyan for a cross, blue for a star, magenta for a ring."""
+
+CUE_KINDS = ("biased", "random", "swapped")
+"""Which mark each image gets: ``"biased"``, its own class's mark with probability ``cue_rate`` and another
+class's (drawn at random) otherwise; ``"random"``, the mark of a class drawn at random, independent of the image's
+class (its own one time in six): the unbiased world; ``"swapped"``, always the mark of another class."""
+
+
+class ShortcutBatch(NamedTuple):
+    """The same scenes with and without the shortcut mark.
+
+    ``images (N, 3, H, W)``: the scenes with their marks; ``clean``: the same scenes without any mark (those of
+    :func:`make_dataset`, bit for bit); ``labels (N,)``; ``masks (N, H, W)`` the objects; ``cue_masks (N, H, W)``
+    bool, the mark's visible pixels (empty where the object hides it); ``cue_labels (N,)`` int64, the class whose colour the
+    mark has."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    masks: torch.Tensor
+    clean: torch.Tensor
+    cue_masks: torch.Tensor
+    cue_labels: torch.Tensor
+
+
+def make_shortcut_dataset(
+    n: int, seed: int, size: int = SHORTCUT_SIZE, *, start: int = 0, noise: float = 0.03, cue_rate: float = 0.9,
+    kind: str = "biased",
+) -> ShortcutBatch:
+    """The shapes world with a spurious cue: a small disc of a class's colour (:data:`CUE_COLOURS`) at a fixed
+    place (:data:`CUE_CENTRE`), drawn over the background and the distractors and under the object. In the
+    ``"biased"`` world (the shortcut model's training data) the mark has the colour of the image's own class with
+    probability ``cue_rate``, of another class otherwise.
+
+    The scenes are those of ``make_dataset(n, seed, size, start=start, noise=noise)`` (returned as ``clean``); which
+    mark each image gets (``kind``, :data:`CUE_KINDS`, and ``cue_rate``) is drawn from a random stream of its own,
+    so the same scene can be had without a mark, with its own class's or with another class's. ``cue_masks`` is exactly
+    the set of pixels the mark covers (with ``noise=0``, exactly where ``images`` and ``clean`` differ).
+    """
+    if n < 0 or start < 0 or size < 16:
+        raise ValueError(f"need n >= 0, start >= 0 and size >= 16, got n={n}, start={start}, size={size}")
+    if kind not in CUE_KINDS or not 0 <= cue_rate <= 1:
+        raise ValueError(f"kind must be one of {CUE_KINDS} and cue_rate in [0, 1], got {kind!r}, {cue_rate}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small element-wise operations: extra threads only wait for each other
+    try:
+        return _draw_shortcut(n, seed, size, start, noise, cue_rate, kind)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _draw_shortcut(n: int, seed: int, size: int, start: int, noise: float, cue_rate: float, kind: str) -> ShortcutBatch:
+    indices = range(start, start + n)
+    images, clean = torch.empty(n, 3, size, size), torch.empty(n, 3, size, size)
+    masks, cue_masks = torch.empty(n, size, size, dtype=torch.bool), torch.empty(n, size, size, dtype=torch.bool)
+    labels, cue_labels = torch.empty(n, dtype=torch.long), torch.empty(n, dtype=torch.long)
+    for first in range(0, n, _CHUNK):
+        rows = slice(first, min(first + _CHUNK, n))
+        params = [_sample_scene(_generator(seed, i), size) for i in indices[rows]]
+        labels[rows] = torch.tensor([p["label"] for p in params])
+        marks = torch.tensor([_sample_cue(seed, i, p["label"], kind, cue_rate) for i, p in zip(indices[rows], params)])
+        cue_labels[rows] = marks
+        cue = {"colours": CUE_COLOURS[marks]}
+        pixels, masks[rows] = _render(params, size, size, noise, cue=cue)
+        clean[rows], images[rows], cue_masks[rows] = normalize(pixels), normalize(cue["pixels"]), cue["mask"]
+    return ShortcutBatch(images, labels, masks, clean, cue_masks, cue_labels)
+
+
+def _sample_cue(seed: int, index: int, label: int, kind: str, cue_rate: float) -> int:
+    """The class whose mark image ``index`` gets: a random stream of its own, apart from the scene's."""
+    digest = hashlib.blake2b(f"cue:{seed}:{index}".encode(), digest_size=8).digest()
+    g = torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+    draw, other = float(torch.rand(1, generator=g)), int(torch.randint(len(CLASSES) - 1, (1,), generator=g))
+    if kind == "biased" and draw < cue_rate:
+        return label
+    if kind == "random":
+        return int(draw * len(CLASSES))
+    return (label + 1 + other) % len(CLASSES)  # swapped, or biased and not its own
+
+
 DEMO_SEED = 2024
 
 
@@ -203,12 +297,16 @@ def _sample_scene(g: torch.Generator, size: int, crop: int | None = None) -> dic
 
 
 def _render(
-    params: list[dict], size: int, out: int, noise: float, layers: dict[str, torch.Tensor] | None = None
+    params: list[dict], size: int, out: int, noise: float, layers: dict[str, torch.Tensor] | None = None,
+    cue: dict[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw the ``out x out`` windows (at ``offset``) of a chunk of ``size x size`` scenes:
     ``(B, 3, out, out)`` pixels in [0, 1] and ``(B, out, out)`` object masks. Given a dict ``layers``, also write
     into it where any line (``"line"``) and any blob (``"blob"``) was drawn, ``(B, out, out)`` bool each, hidden or
-    not; the pixels do not depend on it."""
+    not; the pixels do not depend on it. Given a dict ``cue`` with the marks' ``"colours" (B, 3)``, also draw the
+    same scenes with the shortcut mark (:data:`CUE_CENTRE`, :data:`CUE_RADIUS`), after
+    the distractors and before the object, and write them into ``cue["pixels"]`` and the mark's visible pixels
+    into ``cue["mask"]``; the returned (clean) pixels do not depend on it."""
     stack = {key: torch.stack([torch.as_tensor(p[key]) for p in params]) for key in params[0]}
     pixels = torch.arange(out, dtype=torch.float32) + 0.5  # pixel centres
     x = (stack["offset"][:, 0].view(-1, 1, 1) + pixels.view(1, 1, -1)) / size
@@ -246,7 +344,13 @@ def _render(
     # the object, last, so its mask is exactly the pixels it covers
     masks = _shape_masks(stack, x, y)
     image = torch.where(masks.unsqueeze(1), stack["colour"].view(-1, 3, 1, 1), image)
-    image = image.clamp(0, 1) + noise * torch.stack([n[w] for n, w in zip(stack["pixel_noise"], window)])
+    pixel_noise = noise * torch.stack([n[w] for n, w in zip(stack["pixel_noise"], window)])
+    if cue is not None:
+        on_mark = (x - CUE_CENTRE[0]) ** 2 + (y - CUE_CENTRE[1]) ** 2 <= CUE_RADIUS**2
+        mark = on_mark & ~masks  # under the object: the object hides it
+        cued = torch.where(mark.unsqueeze(1), cue["colours"].view(-1, 3, 1, 1), image)
+        cue["pixels"], cue["mask"] = (cued.clamp(0, 1) + pixel_noise).clamp(0, 1), mark
+    image = image.clamp(0, 1) + pixel_noise
     return image.clamp(0, 1), masks
 
 

@@ -1,8 +1,8 @@
 """The embedded course model, loaded from a checkpoint in the package and verified by SHA-256.
 
-:func:`load_pretrained` never touches the network. Two checkpoints ship: the course model (``variant="robust"``,
-the default), trained on adversarial (FGSM) images in its last epochs, and the ``"standard"`` model, the same
-network trained on clean images only. :func:`load_imagenet_vgg11` is the explicit opt-in for users who are
+:func:`load_pretrained` never touches the network. Three checkpoints ship: the course model (``variant="robust"``,
+the default), trained on adversarial (FGSM) images in its last epochs, the ``"standard"`` model, the same
+network trained on clean images only, and the ``"shortcut"`` model of notebook 14, trained on a biased world. :func:`load_imagenet_vgg11` is the explicit opt-in for users who are
 online: torchvision's ImageNet ``vgg11_bn`` weights mapped onto the seed's layer names.
 """
 
@@ -29,9 +29,15 @@ STANDARD_CHECKPOINT = WEIGHTS / "vgg11_shapes_standard.pt"
 STANDARD_CHECKPOINT_SHA256 = "9935d648ad7b407234a47addb13170928c08f16433fb9b7885b7b5a0c148eaf4"
 """The standard model, trained on clean images only: ``python -m helpers.train --variant standard``."""
 
+SHORTCUT_CHECKPOINT = WEIGHTS / "vgg11_shapes_shortcut.pt"
+SHORTCUT_CHECKPOINT_SHA256 = "44db0b63a28ba20989bd545a9db5ce3510f8243577ff61c2fa6597f8310987dc"
+"""The shortcut model of notebook 14, trained on the biased shortcut world at 128 px (a mark of the class's colour
+near the top-right corner of 90% of the images): ``python -m helpers.train --variant shortcut``."""
+
 VARIANTS: dict[str, tuple[Path, str]] = {
     "robust": (CHECKPOINT, CHECKPOINT_SHA256),
     "standard": (STANDARD_CHECKPOINT, STANDARD_CHECKPOINT_SHA256),
+    "shortcut": (SHORTCUT_CHECKPOINT, SHORTCUT_CHECKPOINT_SHA256),
 }
 """The packaged checkpoints by the name :func:`load_pretrained` takes: ``variant -> (file, SHA-256)``."""
 
@@ -65,7 +71,9 @@ def load_pretrained(
             the check (for your own checkpoints).
         variant: ``"robust"``, the course model, trained on adversarial (FGSM) images in its last epochs so that its
             saliency maps find the object; or ``"standard"``, the same network trained on clean images only,
-            as accurate and with as good Grad-CAM maps, but with saliency maps at chance.
+            as accurate and with as good Grad-CAM maps, but with saliency maps at chance; or ``"shortcut"``, the
+            same network trained on the biased world of :func:`helpers.data.make_shortcut_dataset` at 128 px, which
+            learned the shortcut (notebook 14).
 
     Raises:
         FileNotFoundError: the checkpoint is missing.

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import CLASSES, IMAGE_SIZE, make_dataset
+from .data import CLASSES, IMAGE_SIZE, SHORTCUT_SIZE, ShapesBatch, make_dataset, make_shortcut_dataset
 from .inference import evaluating
 from .models import VGG11GAP
 from .pretrained import save_checkpoint
@@ -64,6 +64,15 @@ class TrainConfig:
     that the network trained on perturbed images is exactly the network that is evaluated. With batch statistics
     the saliency maps find the object less well (the README's table)."""
 
+    image_size: int = IMAGE_SIZE
+    """Side of the full-size training images (the crops are windows of scenes of this size)."""
+    cue_rate: float = 0.0
+    """0: the shapes world. Above 0: the shortcut world of :func:`helpers.data.make_shortcut_dataset` (full-size
+    images only), whose mark has the colour of the image's own class with this probability."""
+    threads: int = 0
+    """Intra-op threads torch trains with (0: as it is). The result depends on it: a recipe that sets it is
+    reproduced bit for bit on any machine."""
+
     def __post_init__(self) -> None:
         if min(self.noise_std, self.fgsm_eps, self.perturbed_epochs, self.frozen_epochs) < 0:
             raise ValueError("noise_std, fgsm_eps, perturbed_epochs and frozen_epochs must not be negative")
@@ -80,16 +89,29 @@ class TrainConfig:
         if not self.perturbed:
             for name in PERTURBATION_FIELDS:
                 del fields[name]
+        if self.cue_rate == 0:
+            for name in SHORTCUT_FIELDS:
+                del fields[name]
         return fields
 
 
 PERTURBATION_FIELDS = ("noise_std", "fgsm_eps", "perturbed_epochs", "frozen_epochs")
 """The fields the standard checkpoint predates."""
 
+SHORTCUT_FIELDS = ("image_size", "cue_rate", "threads")
+"""The fields the checkpoints of the shapes world predate."""
+
 STANDARD = TrainConfig(noise_std=0.0, fgsm_eps=0.0, perturbed_epochs=0, frozen_epochs=0)
 """The standard model: clean images only (``helpers/weights/vgg11_shapes_standard.pt``)."""
 
-VARIANTS = {"robust": TrainConfig(), "standard": STANDARD}
+SHORTCUT = TrainConfig(
+    crop_images=0, crop_epochs=0, full_images=6_000, full_epochs=5, image_size=SHORTCUT_SIZE, cue_rate=0.9,
+    threads=1, noise_std=0.0, fgsm_eps=0.0, perturbed_epochs=0, frozen_epochs=0,
+)
+"""The shortcut model of notebook 14 (``helpers/weights/vgg11_shapes_shortcut.pt``): clean images of the biased
+shortcut world at 128 px, where a mark of the class's colour sits near the top-right corner of 90% of them."""
+
+VARIANTS = {"robust": TrainConfig(), "standard": STANDARD, "shortcut": SHORTCUT}
 """The recipes of the packaged checkpoints, by the variant names of :func:`helpers.load_pretrained`."""
 
 
@@ -110,6 +132,16 @@ def perturb(
 
 def train(config: TrainConfig = TrainConfig(), progress: bool = True) -> VGG11GAP:
     """Train a :class:`VGG11GAP` on the shapes world and return it in eval mode."""
+    threads = torch.get_num_threads()
+    try:
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        return _train(config, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(config: TrainConfig, progress: bool) -> VGG11GAP:
     torch.manual_seed(config.seed)
     model = VGG11GAP(len(CLASSES), width=config.width)
     phases = [  # (crop, images, epochs, index of the first image): each phase its own images
@@ -127,9 +159,16 @@ def train(config: TrainConfig = TrainConfig(), progress: bool = True) -> VGG11GA
     epoch = 0  # counted over both phases
     with tqdm(total=steps, disable=not progress, unit="batch") as bar:
         for crop, n_images, epochs, first in phases:
-            size = crop or IMAGE_SIZE
+            if n_images * epochs == 0:
+                continue
+            size = crop or config.image_size
             bar.set_description(f"rendering {n_images} images at {size}px")
-            data = make_dataset(n_images, config.seed, IMAGE_SIZE, start=first, crop=crop)
+            if config.cue_rate > 0:
+                if crop is not None:
+                    raise ValueError("the shortcut world trains on full-size images only: set crop_images=0")
+                data = _shortcut_images(n_images, config.seed, config.image_size, first, config.cue_rate)
+            else:
+                data = make_dataset(n_images, config.seed, config.image_size, start=first, crop=crop)
             for phase_epoch in range(epochs):
                 perturbed = epoch >= first_perturbed
                 model.train(epoch < first_frozen)  # eval mode: BatchNorm's statistics frozen
@@ -150,13 +189,25 @@ def train(config: TrainConfig = TrainConfig(), progress: bool = True) -> VGG11GA
     return model.eval()
 
 
+def _shortcut_images(n: int, seed: int, size: int, start: int, cue_rate: float, chunk: int = 500) -> ShapesBatch:
+    """The marked images and labels of ``make_shortcut_dataset(n, seed, size, start=start, cue_rate=cue_rate)``,
+    rendered ``chunk`` at a time so that the unmarked copies never pile up (half the memory)."""
+    images, labels = [], []
+    for first in range(start, start + n, chunk):
+        batch = make_shortcut_dataset(min(chunk, start + n - first), seed, size, start=first, cue_rate=cue_rate)
+        images.append(batch.images)
+        labels.append(batch.labels)
+    return ShapesBatch(torch.cat(images), torch.cat(labels), torch.empty(0))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="robust",
-                        help="robust: the course model, adversarial last epochs (default); standard: clean images only")
+                        help="robust: the course model, adversarial last epochs (default); standard: clean images only; "
+                        "shortcut: the model of notebook 14, trained on the biased shortcut world")
     parser.add_argument("--out", type=Path, help="checkpoint to write (default: build/vgg11_shapes[_standard].pt)")
     args = parser.parse_args()
-    out = args.out or Path("build") / ("vgg11_shapes.pt" if args.variant == "robust" else "vgg11_shapes_standard.pt")
+    out = args.out or Path("build") / ("vgg11_shapes.pt" if args.variant == "robust" else f"vgg11_shapes_{args.variant}.pt")
     start = time.perf_counter()
     config = VARIANTS[args.variant]
     model = train(config)

@@ -26,7 +26,7 @@ KERNEL_MODULES = sorted(path.stem for path in KERNEL.glob("*.py") if path.stem !
 JUDGE_MODULES = sorted(path.stem for path in JUDGES.glob("*.py") if path.stem != "__init__")
 TOPICS = ("autograd", "parameters", "filters", "activations", "saliency", "gradcam", "patches", "dissection",
           "embeddings", "class_visualization", "occlusion", "attributions",
-          "sanity_checks")
+          "sanity_checks", "shortcut")
 """The notebooks' topics: one probe module and one judge module each."""
 
 

@@ -29,7 +29,7 @@ def test_assignments_in_course_order():
     assert [p.parent.name for p in SOLVED] == [
         "01_autograd", "02_parameters", "03_filters", "04_activations", "05_saliency", "06_gradcam", "07_patches",
         "08_dissection", "09_embeddings", "10_class_visualization", "11_occlusion", "12_attributions",
-        "13_sanity_checks",
+        "13_sanity_checks", "14_shortcut",
     ]
     assert ids(RELEASED) == ids(SOLVED)
 

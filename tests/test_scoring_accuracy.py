@@ -50,6 +50,7 @@ NOTEBOOKS = {
     "11": ROOT / "solutions/11_occlusion/occlusion.ipynb",
     "12": ROOT / "solutions/12_attributions/attributions.ipynb",
     "13": ROOT / "solutions/13_sanity_checks/sanity_checks.ipynb",
+    "14": ROOT / "solutions/14_shortcut/shortcut.ipynb",
 }
 FUNCTIONS = {
     "01": ["gradient_at", "linear_grads_autograd", "linear_grads_closed_form", "sgd_step"],
@@ -65,6 +66,7 @@ FUNCTIONS = {
     "11": ["occlusion_drops", "occlusion_map"],
     "12": ["smoothgrad", "integrated_gradients"],
     "13": ["rank_correlation", "perturbation_curve", "curve_area"],
+    "14": ["locate_cue", "cue_class", "augmentation"],
 }
 NOTEBOOK_OF = {function: notebook for notebook, functions in FUNCTIONS.items() for function in functions}
 
@@ -2505,6 +2507,192 @@ BUGS["curve_area"] = {
     "the steps without the clip at the last pixel": (_area(
         "x = np.minimum(np.arange(len(curve)) * step, pixels) / pixels", "x = np.arange(len(curve)) * step / pixels"),
         {"test_curve_area": "wrong values"}),
+}
+
+# 14_shortcut ---------------------------------------------------------------------------------------------------
+
+ALTERNATIVES["locate_cue"] = {
+    "a loop over the cells, float64": """
+        def locate_cue(maps, grid):
+            n, h, w = maps.shape
+            maps = maps.double()
+            shares = torch.zeros(n, grid, grid, dtype=torch.float64)
+            for r in range(grid):
+                for c in range(grid):
+                    shares[:, r, c] = maps[:, r * h // grid : (r + 1) * h // grid, c * w // grid : (c + 1) * w // grid].sum((1, 2))
+            totals = maps.sum((1, 2))
+            for i in range(n):
+                if totals[i] > 0:
+                    shares[i] /= totals[i]
+            best = int(shares.mean(0).argmax())
+            return best // grid, best % grid
+        """,
+    "average pooling over the cells, NaN set to 0": """
+        def locate_cue(maps, grid):
+            n, h, w = maps.shape
+            cells = F.avg_pool2d(maps[:, None].double(), (h // grid, w // grid))[:, 0]
+            shares = torch.nan_to_num(cells / cells.sum((1, 2), keepdim=True), nan=0.0)
+            row, col = divmod(shares.mean(0).argmax().item(), grid)
+            return int(row), int(col)
+        """,
+    "maps of zeros left out of the mean (nanmean), in numpy": """
+        def locate_cue(maps, grid):
+            n, h, w = maps.shape
+            sums = maps.double().numpy().reshape(n, grid, h // grid, grid, w // grid).sum(axis=(2, 4))
+            totals = sums.sum(axis=(1, 2))
+            shares = sums[totals > 0] / totals[totals > 0, None, None]
+            row, col = np.unravel_index(np.argmax(shares.mean(axis=0)), (grid, grid))
+            return int(row), int(col)
+        """,
+}
+_LOCATE = """
+        def locate_cue(maps, grid):
+            n, h, w = maps.shape
+            sums = maps.double().reshape(n, grid, h // grid, grid, w // grid).sum((2, 4))
+            totals = sums.sum((1, 2), keepdim=True)
+            shares = torch.where(totals > 0, sums / totals.clamp_min(1e-300), torch.zeros_like(sums))
+            row, col = divmod(int(shares.mean(0).argmax()), grid)
+            return row, col
+"""
+"""A correct locate_cue that each bug below changes in one place."""
+
+
+def _locate(old: str, new: str) -> str:
+    assert old in _LOCATE, old
+    return _LOCATE.replace(old, new)
+
+
+BUGS["locate_cue"] = {
+    "the heat summed over all maps (a loud map decides)": (_locate(
+        "shares = torch.where(totals > 0, sums / totals.clamp_min(1e-300), torch.zeros_like(sums))", "shares = sums"),
+        {"test_locate_cue": "loudest map"}),
+    "(column, row) returned": (_locate("return row, col", "return col, row"), {"test_locate_cue": "(column, row)"}),
+    "a map of zeros divided by its total": (_locate(
+        "shares = torch.where(totals > 0, sums / totals.clamp_min(1e-300), torch.zeros_like(sums))",
+        "shares = sums / totals"), {"test_locate_cue": "map of zeros"}),
+    "the cells cut in the wrong order by reshape": (_locate(
+        "reshape(n, grid, h // grid, grid, w // grid).sum((2, 4))", "reshape(n, grid, grid, h // grid, w // grid).sum((3, 4))"),
+        {"test_locate_cue": "another cell"}),
+}
+
+ALTERNATIVES["cue_class"] = {
+    "one image at a time, the mode set and restored by hand": """
+        def cue_class(model, images, cell, grid):
+            h, w = images.shape[-2] // grid, images.shape[-1] // grid
+            was_training = model.training
+            model.eval()
+            found = []
+            with torch.no_grad():
+                for image in images:
+                    hidden = image.clone()
+                    hidden[:, cell[0] * h : (cell[0] + 1) * h, cell[1] * w : (cell[1] + 1) * w] = 0.0
+                    found.append(int((model(image[None]) - model(hidden[None]))[0].argmax()))
+            model.train(was_training)
+            return torch.tensor(found, dtype=torch.int64)
+        """,
+    "a multiplicative mask, clean and occluded in one batch": """
+        def cue_class(model, images, cell, grid):
+            h, w = images.shape[-2] // grid, images.shape[-1] // grid
+            keep = torch.ones(images.shape[-2:], dtype=images.dtype)
+            keep[cell[0] * h : (cell[0] + 1) * h, cell[1] * w : (cell[1] + 1) * w] = 0
+            with helpers.evaluating(model), torch.no_grad():
+                scores = model(torch.cat([images, images * keep]))
+            clean, occluded = scores.split(len(images))
+            return (clean - occluded).argmax(dim=1).long()
+        """,
+    "helpers.predict for both, torch.max": """
+        def cue_class(model, images, cell, grid):
+            r, c = cell
+            h, w = images.shape[2] // grid, images.shape[3] // grid
+            occluded = images.clone()
+            occluded[:, :, r * h : r * h + h, c * w : c * w + w] = 0
+            drops = helpers.predict(model, images) - helpers.predict(model, occluded)
+            return torch.max(drops, dim=1).indices
+        """,
+}
+_CUE_CLASS = """
+        def cue_class(model, images, cell, grid):
+            h, w = images.shape[-2] // grid, images.shape[-1] // grid
+            occluded = images.clone()
+            occluded[..., cell[0] * h : (cell[0] + 1) * h, cell[1] * w : (cell[1] + 1) * w] = 0
+            with helpers.evaluating(model), torch.no_grad():
+                drops = model(images) - model(occluded)
+            return drops.argmax(1)
+"""
+"""A correct cue_class that each bug below changes in one place."""
+
+
+def _cue_class(old: str, new: str) -> str:
+    assert old in _CUE_CLASS, old
+    return _CUE_CLASS.replace(old, new)
+
+
+BUGS["cue_class"] = {
+    "the smallest drop": (_cue_class("return drops.argmax(1)", "return drops.argmin(1)"),
+                          {"test_cue_class": "smallest drop"}),
+    "the prediction on the occluded images": (_cue_class("return drops.argmax(1)", "return model(occluded).argmax(1)"
+                                              ).replace("drops = model(images) - model(occluded)", "drops = None"),
+                                              {"test_cue_class": "prediction on the occluded images"}),
+    "the model's mode left as it is (train mode uses batch statistics)": (_cue_class(
+        "with helpers.evaluating(model), torch.no_grad():", "with torch.no_grad():"), {"test_cue_class": "eval mode"}),
+    "row and column of the cell swapped": (_cue_class(
+        "occluded[..., cell[0] * h : (cell[0] + 1) * h, cell[1] * w : (cell[1] + 1) * w] = 0",
+        "occluded[..., cell[1] * h : (cell[1] + 1) * h, cell[0] * w : (cell[0] + 1) * w] = 0"),
+        {"test_cue_class": "wrong classes"}),
+}
+
+ALTERNATIVES["augmentation"] = {
+    "a random hue alone": """
+        def augmentation():
+            from torchvision.transforms import v2
+            return v2.ColorJitter(hue=0.5)
+        """,
+    "flips and grayscale most of the time": """
+        def augmentation():
+            from torchvision.transforms import v2
+            return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), v2.RandomGrayscale(p=0.8)])
+        """,
+    "an affine move and a random hue": """
+        def augmentation():
+            from torchvision.transforms import v2
+            return v2.Compose([v2.RandomAffine(degrees=20, translate=(0.1, 0.1)), v2.ColorJitter(hue=0.4)])
+        """,
+    "mild crops, brightness and hue (v2.RandomChoice of two)": """
+        def augmentation():
+            from torchvision.transforms import v2
+            return v2.Compose([
+                v2.RandomResizedCrop(128, scale=(0.6, 1.0)),
+                v2.RandomChoice([v2.ColorJitter(brightness=0.3, hue=0.5), v2.Grayscale(num_output_channels=3)]),
+            ])
+        """,
+}
+BUGS["augmentation"] = {
+    "flips and rotations only: the disc moves, its colour still names the class": ("""
+        def augmentation():
+            from torchvision.transforms import v2
+            return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), v2.RandomRotation(30)])
+        """, {"test_augmentation": "still signals its class"}),
+    "brightness and contrast: the hue stays": ("""
+        def augmentation():
+            from torchvision.transforms import v2
+            return v2.ColorJitter(brightness=0.5, contrast=0.4, saturation=0.2)
+        """, {"test_augmentation": "still signals its class"}),
+    "the image transformed, the masks left behind": ("""
+        def augmentation():
+            from torchvision.transforms import v2
+            image_only = v2.Compose([v2.RandomHorizontalFlip(), v2.RandomAffine(degrees=30), v2.ColorJitter(hue=0.5)])
+            return lambda image, masks: (image_only(image), masks)
+        """, {"test_augmentation": "off the pixels they mark"}),
+    "a smaller crop: the image changes size": ("""
+        def augmentation():
+            from torchvision.transforms import v2
+            return v2.Compose([v2.RandomCrop(96), v2.ColorJitter(hue=0.5)])
+        """, {"test_augmentation": "keep the size"}),
+    "RandomResizedCrop's default scale: objects cut out": ("""
+        def augmentation():
+            from torchvision.transforms import v2
+            return v2.Compose([v2.RandomResizedCrop(128), v2.ColorJitter(hue=0.5)])
+        """, {"test_augmentation": "cuts most of the object out"}),
 }
 
 # --- the cases ------------------------------------------------------------------------------------------------

@@ -266,6 +266,14 @@ CURVE_FLOAT64 = (
     "            probabilities.append(model(batch).softmax(dim=1)[:, class_idx])",
     "            probabilities.append(model(batch).double().softmax(dim=1)[:, class_idx].to(start.dtype))",
 )
+SHORTCUT_FLIPS_ONLY = (
+    "    return v2.Compose([v2.RandomHorizontalFlip(), v2.ColorJitter(hue=0.5)])",
+    "    return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()])",
+)
+SHORTCUT_GRAYSCALE = (
+    "    return v2.Compose([v2.RandomHorizontalFlip(), v2.ColorJitter(hue=0.5)])",
+    "    return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomGrayscale(p=0.8)])",
+)
 OCCLUSION_MAP_TRANSPOSED = (
     """    sums = torch.zeros(size, dtype=drops.dtype)
     counts = torch.zeros(size, dtype=drops.dtype)
@@ -346,6 +354,7 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
     a8, a9, a10, a11, a12 = ("08_dissection", "09_embeddings", "10_class_visualization", "11_occlusion",
                              "12_attributions")
     a13 = "13_sanity_checks"
+    a14 = "14_shortcut"
     full = {a: autograded_points(a, root) for a in every}
 
     def losing(assignment: str, failing: Iterable[str]) -> float:
@@ -387,7 +396,8 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
         "runs one forward pass per occluded copy (right values: it costs test_occlusion_drops_batched only); "
         "integrated_gradients takes the left Riemann sum (alpha = k / m) instead of the midpoint rule; "
         "perturbation_curve runs one forward pass per image (right values: it costs "
-        "test_perturbation_curve_batched only)",
+        "test_perturbation_curve_batched only); "
+        "augmentation only flips the images (the shortcut's disc moves but keeps its class's colour)",
         None,
         {
             a1: (sub(P(a1), "sgd_step", "    model.zero_grad()\n", ""), losing(a1, ["test_sgd_step"])),
@@ -405,6 +415,7 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
             a12: (sub(P(a12), "integrated_gradients", *IG_LEFT_RIEMANN), losing(a12, ["test_integrated_gradients"])),
             a13: (sub(P(a13), "perturbation_curve", *CURVE_ONE_BY_ONE),
                   losing(a13, ["test_perturbation_curve_batched"])),
+            a14: (sub(P(a14), "augmentation", *SHORTCUT_FLIPS_ONLY), losing(a14, ["test_augmentation"])),
         },
     )
 
@@ -463,10 +474,12 @@ def _build(root: Path) -> dict[str, tuple[Student, dict[str, Content]]]:
         "is relu5_2's output), Grad-CAM from a pre-hook on relu5_2 (its input is bn5_2's output); activations "
         "registered with a lambda instead of functools.partial, stored with .clone().detach(); the occlusion map "
         "summed by a transposed convolution with a kernel of ones instead of a loop over the windows; SmoothGrad's "
-        "copies differentiated one at a time",
+        "copies differentiated one at a time; "
+        "the shortcut's cue broken by grayscale instead of a random hue",
         None,
         {a4: (nb4, full[a4]), a6: (nb6, full[a6]), a11: (sub(P(a11), "occlusion_map", *OCCLUSION_MAP_TRANSPOSED), full[a11]),
-         a12: (sub(P(a12), "smoothgrad", *SMOOTHGRAD_LOOP), full[a12])},
+         a12: (sub(P(a12), "smoothgrad", *SMOOTHGRAD_LOOP), full[a12]),
+         a14: (sub(P(a14), "augmentation", *SHORTCUT_GRAYSCALE), full[a14])},
     )
 
     # --- what the kernel goes through: stderr, timeouts, exits, floods ---------------------------------------

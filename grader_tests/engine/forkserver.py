@@ -57,7 +57,7 @@ PRELOADED = (
     *(f"grader_tests.kernel.{topic}" for topic in ("autograd", "parameters", "filters", "activations", "saliency",
                                                    "gradcam", "patches", "dissection", "embeddings",
                                                    "class_visualization", "occlusion", "attributions",
-                                                   "sanity_checks")),
+                                                   "sanity_checks", "shortcut")),
 )
 
 SERVER_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
