@@ -95,3 +95,20 @@ def assert_computed_in_eval_mode(observations: Observations, what: str) -> None:
             f"{what} on a model in train mode returns another result than on the same model in eval mode: compute "
             "in eval mode (BatchNorm must use its running statistics)"
         )
+
+
+def assert_batched(batches: list[int], images: int, batch_size: int, what: str, noun: str, extra_calls: int) -> None:
+    """Judge side of :class:`~grader_tests.kernel.facts.BatchRecorder`: the model saw at most ``batch_size``
+    images per call, in about ``ceil(images / batch_size)`` calls (``extra_calls`` more allowed: a clean image, a
+    shorter last batch)."""
+    batches = [int(b) for b in batches]
+    if not batches:
+        raise AssertionError(f"{what} never called the model it was given")
+    if max(batches) > batch_size:
+        raise AssertionError(f"{what} called the model with {max(batches)} images at once; batch_size was {batch_size}")
+    allowed = -(-images // batch_size) + extra_calls
+    if len(batches) > allowed:
+        raise AssertionError(
+            f"{what} called the model {len(batches)} times for {images} {noun} with batch_size={batch_size}: stack "
+            f"the {noun} into batches of batch_size images (at most {allowed} calls)"
+        )

@@ -19,7 +19,13 @@ from grader_tests.kernel.record import Observations
 from helpers.inference import evaluating
 
 from . import judge
-from .common import assert_computed_in_eval_mode, assert_input_untouched, assert_tensor_close, tolerance
+from .common import (
+    assert_batched,
+    assert_computed_in_eval_mode,
+    assert_input_untouched,
+    assert_tensor_close,
+    tolerance,
+)
 from .records import returned
 
 # --- reference --------------------------------------------------------------------------------------------
@@ -104,18 +110,8 @@ def check_occlusion_drops_batched(observations: Observations) -> None:
     what = "occlusion_drops"
     assert_computed_in_eval_mode(observations, what)
     assert_input_untouched(observations["input"], image, what)
-    batches = [int(b) for b in observations["batches"]]
     copies = positions(image.shape[-2], window, stride) * positions(image.shape[-1], window, stride)
-    if not batches:
-        raise AssertionError(f"{what} never called the model it was given")
-    if max(batches) > batch_size:
-        raise AssertionError(f"{what} called the model with {max(batches)} images at once; batch_size was {batch_size}")
-    allowed = -(-copies // batch_size) + 1
-    if len(batches) > allowed:
-        raise AssertionError(
-            f"{what} called the model {len(batches)} times for {copies} occluded copies with batch_size={batch_size}: "
-            f"stack the copies into batches of batch_size images (at most {allowed} calls, the clean image included)"
-        )
+    assert_batched(observations["batches"], copies, batch_size, what, "occluded copies", extra_calls=1)  # + clean
 
 
 @judge

@@ -33,7 +33,7 @@ from grader_tests.kernel.sanity_checks import (
 from helpers.inference import evaluating
 
 from . import judge
-from .common import assert_computed_in_eval_mode, assert_input_untouched, assert_tensor_close
+from .common import assert_batched, assert_computed_in_eval_mode, assert_input_untouched, assert_tensor_close
 from .records import Foreign, Recorded, returned
 
 # --- reference --------------------------------------------------------------------------------------------
@@ -171,18 +171,8 @@ def check_perturbation_curve_batched(observations: Observations) -> None:
     assert_computed_in_eval_mode(observations, what)
     for name, original in (("start", start), ("end", end), ("saliency", saliency)):
         assert_input_untouched(observations[name], original, f"{what} ({name})")
-    batches = [int(b) for b in observations["batches"]]
     images = steps(saliency.numel(), step) + 1
-    if not batches:
-        raise AssertionError(f"{what} never called the model it was given")
-    if max(batches) > batch_size:
-        raise AssertionError(f"{what} called the model with {max(batches)} images at once; batch_size was {batch_size}")
-    allowed = -(-images // batch_size) + 2
-    if len(batches) > allowed:
-        raise AssertionError(
-            f"{what} called the model {len(batches)} times for {images} images with batch_size={batch_size}: stack "
-            f"the images into batches of batch_size images (at most {allowed} calls)"
-        )
+    assert_batched(observations["batches"], images, batch_size, what, "images", extra_calls=2)
 
 
 @judge

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .facts import call_in_train_mode, input_state
+from .facts import BatchRecorder, call_in_train_mode, input_state
 from .inputs import HIDDEN_SEED, cached_hidden_images, calibrated_hidden_model
 from .record import Observations, call, probe
 
@@ -65,19 +65,6 @@ def drop_grid(index: int) -> tuple[torch.Tensor, int, int, tuple[int, int]]:
     generator = torch.Generator().manual_seed(HIDDEN_SEED + 110 + index)
     shape = (positions(height, window, stride), positions(width, window, stride))
     return torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype), window, stride, (height, width)
-
-
-class BatchRecorder(nn.Module):
-    """The hidden model, recording the number of images of every call."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.batches: list[int] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.batches.append(int(x.shape[0]) if x.dim() == 4 else 1)
-        return self.model(x)
 
 
 @probe

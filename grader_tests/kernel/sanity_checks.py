@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .facts import call_in_train_mode, input_state
+from .facts import BatchRecorder, call_in_train_mode, input_state
 from .inputs import HIDDEN_SEED, cached_hidden_images, calibrated_hidden_model
 from .record import Observations, call, probe
 
@@ -114,19 +114,6 @@ def area_curve(index: int) -> tuple[torch.Tensor, int, int]:
     generator = torch.Generator().manual_seed(HIDDEN_SEED + 150 + index)
     curve = torch.rand(steps(pixels, step) + 1, generator=generator, dtype=torch.float64)
     return curve.to(dtype), step, pixels
-
-
-class BatchRecorder(nn.Module):
-    """The hidden model, recording the number of images of every call."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.batches: list[int] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.batches.append(int(x.shape[0]) if x.dim() == 4 else 1)
-        return self.model(x)
 
 
 @probe
