@@ -112,3 +112,11 @@ def assert_batched(batches: list[int], images: int, batch_size: int, what: str, 
             f"{what} called the model {len(batches)} times for {images} {noun} with batch_size={batch_size}: stack "
             f"the {noun} into batches of batch_size images (at most {allowed} calls)"
         )
+
+
+def matches_mistake(actual: object, candidate: torch.Tensor, limits: dict[str, float]) -> bool:
+    """Whether the student's recorded tensor equals ``candidate`` (a known mistake) within ``limits``."""
+    tensor = getattr(actual, "tensor", None)
+    if not isinstance(tensor, torch.Tensor) or tensor.shape != candidate.shape or not tensor.is_floating_point():
+        return False
+    return bool(torch.allclose(tensor.detach().to(candidate.dtype), candidate, **limits))

@@ -24,6 +24,7 @@ from .common import (
     assert_computed_in_eval_mode,
     assert_input_untouched,
     assert_tensor_close,
+    matches_mistake,
     tolerance,
 )
 from .records import returned
@@ -68,14 +69,6 @@ def occlusion_map(drops: torch.Tensor, window: int, stride: int, size: tuple[int
     return covering_sum(drops, window, stride, size) / covering_sum(torch.ones_like(drops), window, stride, size)
 
 
-def _close(actual: object, candidate: torch.Tensor, limits: dict[str, float]) -> bool:
-    """Whether the student's recorded tensor equals ``candidate`` (a known mistake) within ``limits``."""
-    tensor = getattr(actual, "tensor", None)
-    if not isinstance(tensor, torch.Tensor) or tensor.shape != candidate.shape or not tensor.is_floating_point():
-        return False
-    return bool(torch.allclose(tensor.detach().to(candidate.dtype), candidate, **limits))
-
-
 # --- judges -----------------------------------------------------------------------------------------------
 
 
@@ -94,7 +87,7 @@ def check_occlusion_drops(observations: Observations) -> None:
         limits = tolerance(expected)
         limits["atol"] = max(limits["atol"], (1e-9 if expected.dtype == torch.float64 else 1e-5) * float(scale))
         actual = returned(outcome, what)
-        if _close(actual, -expected, limits):
+        if matches_mistake(actual, -expected, limits):
             raise AssertionError(f"{what} has the sign reversed: the drop is s_y(image) - s_y(occluded image)")
         assert_tensor_close(actual, expected, what, **limits)
     if len(observations["drops"]) != len(DROP_CASES):
@@ -125,7 +118,7 @@ def check_occlusion_map(observations: Observations) -> None:
         expected = occlusion_map(drops, window, stride, size)
         actual = returned(outcome, what)
         summed = covering_sum(drops, window, stride, size)
-        if _close(actual, summed, tolerance(expected)) and not torch.equal(summed, expected):
+        if matches_mistake(actual, summed, tolerance(expected)) and not torch.equal(summed, expected):
             raise AssertionError(f"{what} adds up the drops of the windows that cover a pixel: divide by their number")
         assert_tensor_close(actual, expected, what, **tolerance(expected))
     if len(observations["maps"]) != len(MAP_CASES):

@@ -33,7 +33,13 @@ from grader_tests.kernel.sanity_checks import (
 from helpers.inference import evaluating
 
 from . import judge
-from .common import assert_batched, assert_computed_in_eval_mode, assert_input_untouched, assert_tensor_close
+from .common import (
+    assert_batched,
+    assert_computed_in_eval_mode,
+    assert_input_untouched,
+    assert_tensor_close,
+    matches_mistake,
+)
 from .records import Foreign, Recorded, returned
 
 # --- reference --------------------------------------------------------------------------------------------
@@ -103,14 +109,6 @@ def curve_area(curve: torch.Tensor, step: int, pixels: int) -> torch.Tensor:
     return torch.trapezoid(curve, fractions(len(curve), step, pixels))
 
 
-def _close(actual: object, candidate: torch.Tensor, limits: dict[str, float]) -> bool:
-    """Whether the student's recorded tensor equals ``candidate`` (a known mistake) within ``limits``."""
-    tensor = getattr(actual, "tensor", None)
-    if not isinstance(tensor, torch.Tensor) or tensor.shape != candidate.shape or not tensor.is_floating_point():
-        return False
-    return bool(torch.allclose(tensor.detach().to(candidate.dtype), candidate, **limits))
-
-
 # --- judges -----------------------------------------------------------------------------------------------
 
 
@@ -128,8 +126,8 @@ def check_rank_correlation(observations: Observations) -> None:
         actual = returned(outcome, what)
         limits = {"rtol": 1e-4, "atol": 1e-5}
         if kind == "continuous":
-            right_without_ties = _close(actual, expected, limits)
-        elif right_without_ties and not _close(actual, expected, limits) and _close(actual, expected, {"rtol": 0, "atol": 0.2}):
+            right_without_ties = matches_mistake(actual, expected, limits)
+        elif right_without_ties and not matches_mistake(actual, expected, limits) and matches_mistake(actual, expected, {"rtol": 0, "atol": 0.2}):
             raise AssertionError(f"{what} is right for maps without ties but not for maps with tied values: give "
                                  "every tied value the average of the ranks they span")
         assert_tensor_close(actual, expected, what, **limits)
@@ -151,7 +149,7 @@ def check_perturbation_curve(observations: Observations) -> None:
         expected = perturbation_curve(model, start, end, saliency, class_idx, step, batch_size)
         actual = returned(outcome, what)
         limits = {"rtol": 1e-4, "atol": 1e-9 if expected.dtype == torch.float64 else 1e-5}
-        if not _close(actual, expected, limits) and _close(
+        if not matches_mistake(actual, expected, limits) and matches_mistake(
                 actual, perturbation_curve(model, start, end, -saliency, class_idx, step, batch_size), limits):
             raise AssertionError(f"{what} takes the least salient pixels first: order by decreasing saliency")
         assert_tensor_close(actual, expected, what, **limits)
