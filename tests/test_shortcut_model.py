@@ -57,47 +57,30 @@ def test_bad_arguments_are_refused():
         make_shortcut_dataset(2, 0, cue_rate=1.5)
 
 
-def _notebook_fine_tune():
-    """``fine_tune_last_layer`` as the solved notebook 14 defines it (its own cell, run here), not a copy."""
-    import copy
-    import time
+
+def _shortcut_fix():
+    """``scripts/shortcut_fix.py``, which runs notebook 14's own fine-tune and prints the README's table."""
+    import importlib.util
     from pathlib import Path
 
-    import nbformat
-    import torch.nn.functional as F
-    from torchvision import tv_tensors
-
-    import helpers
-
-    path = Path(__file__).parents[1] / "solutions" / "14_shortcut" / "shortcut.ipynb"
-    cells = [c.source for c in nbformat.read(path, as_version=4).cells if "def fine_tune_last_layer(" in c.source]
-    assert len(cells) == 1, "one cell of notebook 14 defines fine_tune_last_layer"
-    namespace = {"copy": copy, "time": time, "torch": torch, "F": F, "tv_tensors": tv_tensors, "helpers": helpers}
-    exec(cells[0], namespace)  # noqa: S102 - the course's own solution cell
-    return namespace["fine_tune_last_layer"]
+    path = Path(__file__).parents[1] / "scripts" / "shortcut_fix.py"
+    spec = importlib.util.spec_from_file_location("shortcut_fix", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_the_notebooks_fix_works_because_of_the_hue_and_a_flip_alone_does_not():
     """What notebook 14 tells its readers, on 300 scenes it never shows: retraining the last layer on biased scenes
     through a flip and a random hue lifts the unbiased accuracy and stops the model following a wrong class's disc;
     the same retraining with the flip only (its control) does neither."""
-    from torchvision.transforms import v2
-
-    from helpers.inference import predict
     from helpers.pretrained import load_pretrained
 
-    fine_tune = _notebook_fine_tune()
-    model = load_pretrained(variant="shortcut")
-    fixed, _ = fine_tune(model, v2.Compose([v2.RandomHorizontalFlip(), v2.ColorJitter(hue=0.5)]))
-    control, _ = fine_tune(model, v2.RandomHorizontalFlip())
-    assert torch.equal(model.fc.weight, load_pretrained(variant="shortcut").fc.weight), "the model itself is unchanged"
-    unbiased = make_shortcut_dataset(300, 1403, kind="random")
-    other = unbiased.cue_labels != unbiased.labels
-
-    def scores(net):
-        predicted = predict(net, unbiased.images).argmax(1)
-        return (predicted == unbiased.labels).float().mean(), (predicted == unbiased.cue_labels)[other].float().mean()
-
-    (before, follows_before), (after, follows_after), (flip, follows_flip) = map(scores, (model, fixed, control))
-    assert after > before + 0.08 and follows_after < follows_before / 2, (before, after, follows_before, follows_after)
-    assert flip < before + 0.03 and follows_flip > follows_before / 2, (before, flip, follows_before, follows_flip)
+    script = _shortcut_fix()
+    nets = script.models()
+    assert torch.equal(nets["the shortcut model"].fc.weight, load_pretrained(variant="shortcut").fc.weight)
+    rows = script.scores(nets, 300, 1403)
+    unbiased, follows = script.COLUMNS.index("unbiased"), script.COLUMNS.index("follows that disc")
+    before, control, fixed = rows.values()
+    assert fixed[unbiased] > before[unbiased] + 0.08 and fixed[follows] < before[follows] / 2, (before, fixed)
+    assert control[unbiased] < before[unbiased] + 0.03 and control[follows] > before[follows] / 2, (before, control)
