@@ -50,7 +50,7 @@ test: env browser
 measure: env
 	$(PY) scripts/measure_model.py
 
-# Notebook 14's fix against its control on 1,000 scenes (the README's table; about a minute).
+# Notebook 14's fix against its control on 1,000 scenes (the README's table; 1-3 minutes).
 shortcut-fix: env
 	$(PY) scripts/shortcut_fix.py
 

@@ -2,7 +2,7 @@
 ``fine_tune_last_layer`` with a flip only (the control) and with a flip and a random hue (the fix). Prints the
 README's table: accuracy on biased, unbiased, disc-free and wrong-disc scenes, and how often a wrong disc is followed.
 
-    .venv/bin/python scripts/shortcut_fix.py [--scenes 1000] [--seed 1401]   (about a minute)
+    .venv/bin/python scripts/shortcut_fix.py [--scenes 1000] [--seed 1401]   (1-3 minutes on 2 cores)
 """
 
 from __future__ import annotations
