@@ -1,11 +1,11 @@
 import contextlib
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
 import pytest
 import torch
+from script_loader import load_script
 
 matplotlib.use("Agg")
 
@@ -26,11 +26,8 @@ def pretrained():
 
 @pytest.fixture(scope="session")
 def measure_model():
-    """scripts/measure_model.py (the README's model figures); scripts/ is not a package, so it is loaded by path."""
-    spec = importlib.util.spec_from_file_location("measure_model", ROOT / "scripts" / "measure_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """scripts/measure_model.py (the README's model figures)."""
+    return load_script("measure_model")
 
 
 @pytest.fixture(scope="session")

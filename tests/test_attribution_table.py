@@ -3,27 +3,18 @@ the helpers for notebook 12: complete, readable, and equal to a recomputation of
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from script_loader import load_script
 
 import helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("attribution_table", ROOT / "scripts" / "attribution_table.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-script = _load_script()
+script = load_script("attribution_table")
 IMAGES = 200
 
 

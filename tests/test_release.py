@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 import zipfile
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TOP = "visualizing-cnns/"
 FORBIDDEN = ("BEGIN HIDDEN TESTS", "BEGIN SOLUTION", "grader_tests")
 
 
-def _load_release() -> ModuleType:
-    """scripts/ is not a package: import scripts/release.py from its path."""
-    spec = importlib.util.spec_from_file_location("release", ROOT / "scripts" / "release.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-release = _load_release()
+release = load_script("release")
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*/*.ipynb"))
 
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from script_loader import load_script
 
 from helpers.data import (
-    CLASSES, CUE_COLOURS, SHORTCUT_SIZE, make_dataset, make_shortcut_dataset,
+    CLASSES,
+    CUE_COLOURS,
+    SHORTCUT_SIZE,
+    make_dataset,
+    make_shortcut_dataset,
 )
 from helpers.images import denormalize
 
@@ -58,25 +63,13 @@ def test_bad_arguments_are_refused():
 
 
 
-def _shortcut_fix():
-    """``scripts/shortcut_fix.py``, which runs notebook 14's own fine-tune and prints the README's table."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "scripts" / "shortcut_fix.py"
-    spec = importlib.util.spec_from_file_location("shortcut_fix", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_notebooks_fix_works_because_of_the_hue_and_a_flip_alone_does_not():
     """What notebook 14 tells its readers, on 300 scenes it never shows: retraining the last layer on biased scenes
     through a flip and a random hue lifts the unbiased accuracy and stops the model following a wrong class's disc;
     the same retraining with the flip only (its control) does neither."""
     from helpers.pretrained import load_pretrained
 
-    script = _shortcut_fix()
+    script = load_script("shortcut_fix")  # runs notebook 14's own fine-tune, prints the README's table
     nets = script.models()
     assert torch.equal(nets["the shortcut model"].fc.weight, load_pretrained(variant="shortcut").fc.weight)
     rows = script.scores(nets, 300, 1403)

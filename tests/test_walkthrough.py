@@ -6,33 +6,23 @@ from __future__ import annotations
 
 import base64
 import html
-import importlib.util
 import io
 import re
 import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
-from types import ModuleType
 
 import nbformat
 import pytest
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = "02_parameters"  # the fastest solved notebook: formulas, solutions, hidden tests and figures
 FORBIDDEN = ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS", "grader_tests", "check_get_module_params_num")
 
 
-def _load_pages() -> ModuleType:
-    """scripts/ is not a package: import scripts/pages.py from its path."""
-    spec = importlib.util.spec_from_file_location("pages", ROOT / "scripts" / "pages.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-pages = _load_pages()
+pages = load_script("pages")
 
 
 class _Resources(HTMLParser):
