@@ -81,3 +81,15 @@ c.Execute.shutdown_kernel = "immediate"
 # Feedback never shows the hidden tests (nbgrader's default feedback would, jupyter/nbgrader#917).
 c.GenerateFeedback.preprocessors = [ClearHiddenTestsOfTests, GetGrades, CSSHTMLHeaderPreprocessor]
 c.GenerateFeedback.exporter_class = FeedbackExporter
+
+# --- what a browser shows: the feedback pages and formgrader (docs/formgrader.md) ---------------------------------
+# Both build nbconvert's HTMLExporter from this file. Student HTML is sanitised (grader_tests/engine/sanitize.py):
+# outputs, raw cells and Markdown (nbgrader's templates render Markdown without nbconvert's clean_html, so the
+# markdown2html filter cleans), and what is not HTML (JavaScript and widget outputs, iframes, image sizes) is
+# removed from the copy being shown.
+c.HTMLExporter.sanitize_html = True
+c.HTMLExporter.filters = {
+    "clean_html": "grader_tests.engine.sanitize.clean_html",
+    "markdown2html": "grader_tests.engine.sanitize.SafeMarkdown",
+}
+c.HTMLExporter.preprocessors = ["grader_tests.engine.sanitize.RemoveActiveContent"]

@@ -10,7 +10,7 @@
   (:mod:`grader_tests.judges`); the records and the kernel's tracebacks leave the notebook, and records that
   were tampered with are flagged.
 * :class:`FeedbackExporter`: nbconvert's HTML exporter that compiles its templates once per process and typesets
-  formulas with a local copy of MathJax, written next to each page.
+  formulas with a local copy of MathJax, written next to each page, under a Content-Security-Policy.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import importlib.metadata
 import json
 import os
 import re
+import secrets
 import textwrap
 import time
 from pathlib import Path
@@ -45,6 +46,7 @@ from grader_tests.judges.records import MAX_RECORD_CHARS, decode
 from grader_tests.kernel.record import RECORD_MIME
 
 from .sandbox import Limits, exit_report_path
+from .sanitize import with_content_security_policy
 
 NOTES_KEY = "visualizing_cnns"
 """Cell metadata key of the "Grading notes" cell."""
@@ -509,6 +511,10 @@ class FeedbackExporter(HTMLExporter):
     shows its formulas without a network. That one file holds the TeX input, every TeX extension and the SVG
     output with its fonts, so nothing else is loaded, even from ``file://``. (nbgrader's ``release_feedback``
     copies the HTML files only: hand out the folder.)
+
+    Each page carries a Content-Security-Policy (:func:`grader_tests.engine.sanitize.content_security_policy`):
+    only its MathJax configuration and MathJax's file run, with a nonce drawn for the page; student HTML was
+    sanitised before (:mod:`grader_tests.engine.sanitize`, set up in ``nbgrader_config.py``).
     """
 
     mathjax_distribution: ClassVar[str] = "django-static-mathjax"
@@ -516,7 +522,7 @@ class FeedbackExporter(HTMLExporter):
     mathjax_file: ClassVar[str] = "mathjax/tex-svg-full.js"
     """Where the copy goes, relative to the page (nbgrader's writer writes ``resources["outputs"]`` there)."""
     mathjax_macro: ClassVar[str] = """{%- macro mathjax(url=None) -%}{% raw %}
-<script>
+<script nonce="@csp-nonce@">
 window.MathJax = {
   tex: {
     inlineMath: [["$", "$"], ["\\\\(", "\\\\)"]],
@@ -528,9 +534,10 @@ window.MathJax = {
   svg: {fontCache: "global"}
 };
 </script>{% endraw %}
-<script defer src="{{ path }}"></script>
+<script defer nonce="@csp-nonce@" src="{{ path }}"></script>
 {%- endmacro %}"""
-    """Replaces nbconvert's ``mathjax.html.j2`` (MathJax 2 from a CDN), which the feedback template imports."""
+    """Replaces nbconvert's ``mathjax.html.j2`` (MathJax 2 from a CDN), which the feedback template imports; its two
+    scripts are the only ones the page's Content-Security-Policy lets run (they get the page's nonce)."""
     _mathjax: ClassVar[bytes | None] = None
 
     @default("extra_loaders")
@@ -557,6 +564,7 @@ window.MathJax = {
 
     def from_notebook_node(self, nb: NotebookNode, resources: dict | None = None, **kw: Any) -> tuple[str, dict]:
         output, resources = self._page(nb, resources, **kw)
+        output = with_content_security_policy(output, nonce=secrets.token_urlsafe(18), scripts=2)
         resources.setdefault("outputs", {})[self.mathjax_file] = self.mathjax()
         return output, resources
 
