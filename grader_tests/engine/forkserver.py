@@ -38,7 +38,7 @@ from jupyter_client import AsyncKernelManager
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import LocalProvisioner
 
-from . import sandbox
+from . import sandbox, syscalls
 from .sandbox import Limits
 
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
@@ -60,9 +60,10 @@ PRELOADED = (
                                                    "sanity_checks", "shortcut")),
 )
 
-SERVER_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                      "PYTHONHASHSEED", "PYTHONPATH", "MPLBACKEND", "VISUALIZING_CNNS_NO_SANDBOX")
-"""What the fork server keeps of the grading process's environment."""
+SERVER_ENVIRONMENT = (*sandbox.ENVIRONMENT, "PYTHONPATH", "VISUALIZING_CNNS_NO_SANDBOX")
+"""What the fork server keeps of the grading process's environment: what a sandboxed kernel keeps, and where
+Python finds the course. A kernel inherits the server's memory, its initial environment block included
+(``/proc/self/environ``), so nothing else of the grader's environment may ever be in it."""
 
 
 def forkable(cmd: list[str]) -> bool:
@@ -83,6 +84,7 @@ class ForkServer:
         """``sandboxed=False``: never sandbox this server's kernels (the tests of the unsandboxed fallback)."""
         self.folder = tempfile.mkdtemp(prefix="kernels-")  # the kernels' connection files and sockets
         env = {key: value for key, value in os.environ.items() if key in SERVER_ENVIRONMENT}
+        env["PATH"] = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
         if not sandboxed:
             env["VISUALIZING_CNNS_NO_SANDBOX"] = "1"
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")  # thread pools and fork: no
@@ -121,9 +123,17 @@ class ForkServer:
 
     def spawn(self, argv: list[str], env: dict[str, str], cwd: str, folder: str, limits: Limits | None = None) -> int:
         """Fork a kernel running ``argv[3:]`` (the arguments after ``python -m ipykernel_launcher``), sandboxed
-        where possible, with its files in ``folder`` (:meth:`new_kernel_folder`); its pid."""
+        where possible, with its files in ``folder`` (:meth:`new_kernel_folder`); its pid.
+
+        A sandboxed kernel gets only the sandbox's variables of ``env`` and a copy of ``cwd`` made here, beside
+        ``folder``: neither the grader's environment nor the path of the grading folder ever reaches the server,
+        whose memory every kernel inherits."""
         assert self.process.stdin
-        self.sandbox  # noqa: B018 - the server's first reply comes before any pid
+        if self.sandbox["on"]:
+            env = {key: value for key, value in env.items() if key in sandbox.ENVIRONMENT}
+            work = os.path.join(f"{folder}.work", os.path.basename(cwd))
+            shutil.copytree(cwd, work, symlinks=True)
+            cwd = work
         request = {"args": argv[3:], "env": env, "cwd": cwd, "folder": folder, "limits": asdict(limits or Limits())}
         self.process.stdin.write(json.dumps(request) + "\n")
         return int(json.loads(self._reply())["pid"])
@@ -239,10 +249,13 @@ def preload() -> None:
         FigureCanvasAgg(fig).print_png(sink)  # fonts and the PNG writer
 
 
-def serve(folder: str) -> None:
-    """Say first whether kernels are sandboxed here (``{"on", "why"}``), then answer each request line
+def serve(folder: str) -> dict[str, Any] | None:
+    """Say first whether kernels are sandboxed here (``{"on", "why", "seccomp"}``), then answer each request line
     ``{"args", "env", "cwd", "folder", "limits"}`` on stdin with ``{"pid"}``; at end of input, kill the kernels
-    still running, remove ``folder`` (their connection files and sockets) and exit."""
+    still running, remove ``folder`` (their connection files and sockets) and return None.
+
+    In each forked child this returns instead, with what the child is to become (:func:`become_kernel`): the
+    kernel then starts from the module's top, on a clean stack, with no frame of this loop above it."""
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # what the kernels print goes where this server's errors go, never into the replies
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the grading process: it closes our input
@@ -250,7 +263,8 @@ def serve(folder: str) -> None:
     why_not = why_not or sandbox.unavailable()
     preload()
     gc.freeze()  # the kernels' collector then never walks (and so copies) the preloaded objects' pages
-    replies.write(json.dumps({"on": why_not is None, "why": why_not}) + "\n")
+    seccomp = None if why_not else syscalls.available()
+    replies.write(json.dumps({"on": why_not is None, "why": why_not, "seccomp": seccomp}) + "\n")
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped as they end
     kernels: list[tuple[int, sandbox.Cgroup | None, str]] = []
     for line in sys.stdin:
@@ -263,7 +277,7 @@ def serve(folder: str) -> None:
         pid = os.fork()
         if pid == 0:
             replies.close()
-            _become_kernel(request, None if why_not else limits, cgroup)
+            return {"request": request, "limits": None if why_not else limits, "cgroup": cgroup}
         try:
             os.setpgid(pid, pid)  # here too, so that no signal can reach the kernel before it leads its group
         except OSError:
@@ -280,6 +294,7 @@ def serve(folder: str) -> None:
     for _, _, kernel_folder in kernels:
         sandbox.release_folder(kernel_folder)
     shutil.rmtree(folder, ignore_errors=True)
+    return None
 
 
 def _forget_ended(kernels: list[tuple[int, Any, str]]) -> list[tuple[int, Any, str]]:
@@ -291,7 +306,7 @@ def _forget_ended(kernels: list[tuple[int, Any, str]]) -> list[tuple[int, Any, s
             running.append((pid, cgroup, folder))
             continue
         sandbox.release_folder(folder)  # where it was capped; harmless elsewhere
-        for directory in (folder, f"{folder}.root"):
+        for directory in (folder, f"{folder}.root", f"{folder}.work"):
             shutil.rmtree(directory, ignore_errors=True)
         for file in (sandbox.log_path(folder), sandbox.exit_report_path(folder)):
             Path(file).unlink(missing_ok=True)
@@ -307,11 +322,12 @@ def _running_child(pid: int) -> bool:
         return False
 
 
-def _become_kernel(request: dict[str, Any], limits: sandbox.Limits | None, cgroup: sandbox.Cgroup | None) -> None:
+def become_kernel(request: dict[str, Any], limits: sandbox.Limits | None, cgroup: sandbox.Cgroup | None) -> None:
     """In the forked child: become ``python -m ipykernel_launcher *args`` started in ``cwd`` with ``env``, in a
-    sandbox unless ``limits`` is None."""
+    sandbox unless ``limits`` is None. Never returns."""
     code = 1
-    args, env, cwd = request["args"], request["env"], request["cwd"]
+    args, env, cwd, folder = request["args"], request["env"], request["cwd"], request["folder"]
+    del request
     try:
         os.setpgid(0, 0)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -321,7 +337,7 @@ def _become_kernel(request: dict[str, Any], limits: sandbox.Limits | None, cgrou
         os.closerange(3, 1 << 16)  # the server's pipes and files: nothing of them for the kernel
         sys.stdin = open(os.devnull)  # noqa: SIM115 - for the life of the kernel
         if limits is not None:
-            sandbox.enter(request["folder"], cwd, env, limits, cgroup)  # returns in the kernel, in its sandbox
+            sandbox.enter(folder, cwd, env, limits, cgroup)  # returns in the kernel, in its sandbox
         else:
             os.chdir(cwd)
             os.environ.clear()
@@ -359,4 +375,5 @@ def _become_kernel(request: dict[str, Any], limits: sandbox.Limits | None, cgrou
 if __name__ == "__main__":
     if sys.path and os.path.abspath(sys.path[0]) == os.getcwd():
         del sys.path[0]  # as ipykernel_launcher does; the kernel's shell puts its own folder back
-    serve(sys.argv[1])
+    if (_child := serve(sys.argv[1])) is not None:
+        become_kernel(**globals().pop("_child"))

@@ -12,7 +12,10 @@ the sandbox around the kernel before any student code runs; nothing is exec'd, s
   memory: a copy of this submission's folder (its working directory, under ``/home/student``), ``/tmp`` and
   ``/dev/shm``, and its own socket folder, through which it talks to the grader (Unix sockets);
 * **an unprivileged user**: a uid of its own (no capabilities, ``no_new_privs``), so it cannot undo any of this;
-* **limits** (a cgroup, v1 or v2): memory, including its scratch files, and the number of processes and threads.
+* **a seccomp filter** (:mod:`grader_tests.engine.syscalls`): no socket but Unix sockets, no namespaces, mounts,
+  tracing, eBPF, perf events, keyrings or io_uring;
+* **limits** (a cgroup, v1 or v2): memory, including its scratch files, the number of processes and threads, and
+  CPU time (one core by default, so that a kernel cannot slow the kernels graded beside it).
   Wall time is the grader's: a cell past its timeout is interrupted, and the kernel is killed at the end.
 
 Where the sandbox cannot be built (not Linux, not root, no namespaces), :func:`unavailable` says why; grading then
@@ -21,6 +24,7 @@ runs unsandboxed and says so loudly (README, "Honest").
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -31,6 +35,8 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import syscalls
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
@@ -64,6 +70,7 @@ class Limits:
     memory_mb: int = 3072  # resident memory, scratch files included (the 06_gradcam kernel needs about 1.5 GB)
     processes: int = 256  # processes and threads
     scratch_mb: int = 512  # each of /home/student, /tmp and /dev/shm (counted in memory_mb as they fill)
+    cpus: float = 1.0  # CPU time per wall-clock second, all its processes together: no kernel slows its neighbours
 
 
 # --- system calls ----------------------------------------------------------------------------------------------
@@ -95,11 +102,16 @@ def die_with_parent() -> None:
 # --- limits: cgroups v2 or v1 ----------------------------------------------------------------------------------
 
 
+CPU_PERIOD_US = 100_000
+"""The scheduler period of a kernel's CPU quota (``cpu.max``, ``cpu.cfs_quota_us``): 0.1 s, the kernel default."""
+
+
 class Cgroup:
-    """One kernel's cgroup (memory and pids controllers), v2 where the host has it, else v1."""
+    """One kernel's cgroup (memory, pids and, where offered, cpu controllers), v2 where the host has it, else v1."""
 
     def __init__(self, paths: dict[str, Path], v2: bool) -> None:
         self.paths, self.v2 = paths, v2
+        self.cpu_limited = False  # whether its CPU quota is set (the host may not offer the controller)
 
     @classmethod
     def create(cls, name: str, limits: Limits) -> Cgroup | None:
@@ -110,11 +122,16 @@ class Cgroup:
                 path = base / "visualizing-cnns"
                 path.mkdir(exist_ok=True)
                 (path / "cgroup.subtree_control").write_text("+memory +pids")
+                with contextlib.suppress(OSError):  # the CPU controller may not be delegated here
+                    (path / "cgroup.subtree_control").write_text("+cpu")
                 group = cls({"unified": path / name}, True)
                 group.paths["unified"].mkdir()
                 group._write("unified", "memory.max", str(limits.memory_mb << 20))
                 group._write("unified", "memory.swap.max", "0")
                 group._write("unified", "pids.max", str(limits.processes))
+                with contextlib.suppress(OSError):
+                    group._write("unified", "cpu.max", f"{round(limits.cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}")
+                    group.cpu_limited = True
                 return group
             paths = {c: _own_cgroup(f"/sys/fs/cgroup/{c}", c) / "visualizing-cnns" / name for c in ("memory", "pids")}
             for path in paths.values():
@@ -125,6 +142,13 @@ class Cgroup:
             if with_swap.exists():
                 with_swap.write_text(str(limits.memory_mb << 20))
             group._write("pids", "pids.max", str(limits.processes))
+            with contextlib.suppress(OSError):  # v1's cpu controller, where the host mounts it
+                cpu = _own_cgroup("/sys/fs/cgroup/cpu", "cpu") / "visualizing-cnns" / name
+                cpu.mkdir(parents=True)
+                group.paths["cpu"] = cpu
+                group._write("cpu", "cpu.cfs_period_us", str(CPU_PERIOD_US))
+                group._write("cpu", "cpu.cfs_quota_us", str(round(limits.cpus * CPU_PERIOD_US)))
+                group.cpu_limited = True
             return group
         except OSError:
             return None
@@ -395,6 +419,8 @@ def _become_user(uid: int, env: dict[str, str], workdir: str, rlimits: Limits | 
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))  # its log, above all
+    if syscalls.available() is None:  # else the grader has said so (grade.py): the namespaces still hold
+        syscalls.restrict()
     os.chdir(sandbox_workdir(workdir))
     kept = {key: value for key, value in env.items() if key in ENVIRONMENT}
     os.environ.clear()
