@@ -62,7 +62,10 @@ HIDDEN_BLOCK = re.compile(r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS", re
 
 
 def grade_id(cell: NotebookNode) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    """The cell's nbgrader ``grade_id``, or None (also where a submission's metadata is not nbgrader's shape)."""
+    meta = cell.get("metadata", {}).get("nbgrader")
+    key = meta.get("grade_id") if isinstance(meta, dict) else None
+    return key if isinstance(key, str) else None
 
 
 def is_autograded_test(cell: NotebookNode) -> bool:
@@ -93,7 +96,14 @@ def notes(nb: NotebookNode) -> list[str]:
 
 
 class RepairStructure(NbGraderPreprocessor):
-    """Rebuild the submission on the released notebook's cells, keeping the student's answers and extra cells."""
+    """Rebuild the submission on the released notebook's cells, keeping the student's answers and extra cells.
+
+    Every released cell leaves with the released ``metadata.nbgrader`` (points, ``grade``/``solution``/``locked``
+    flags, ``grade_id``, checksum, schema version), whatever the submission's copy says: a student cannot change
+    what a cell is worth or whether it is graded, and an edit that nbgrader's ``OverwriteCells`` cannot reconcile
+    with the gradebook (``grade: true`` on an answer cell: ``MissingEntry``) no longer fails the submission. The
+    student's own cells carry no nbgrader metadata. Each repair is noted.
+    """
 
     release_directory = Unicode("", help="folder of the released notebooks: <assignment>/<notebook>.ipynb").tag(
         config=True
@@ -111,6 +121,7 @@ def repair(nb: NotebookNode, release: NotebookNode) -> NotebookNode:
     released = {grade_id(cell): cell for cell in release.cells if grade_id(cell)}
     found: dict[str, list[NotebookNode]] = {}
     extras: dict[str | None, list[NotebookNode]] = {}  # the student's own cells, after the anchor they followed
+    own: list[str] = []  # the nbgrader metadata the student's own cells carried (removed)
     anchor = None
     for cell in nb.cells:
         key = grade_id(cell)
@@ -120,7 +131,9 @@ def repair(nb: NotebookNode, release: NotebookNode) -> NotebookNode:
             found.setdefault(key, []).append(cell)
             anchor = key
         else:
-            cell.get("metadata", {}).pop("nbgrader", None)
+            forged = cell.get("metadata", {}).pop("nbgrader", None)
+            if forged:
+                own.append(_describe(forged))
             extras.setdefault(anchor, []).append(cell)
 
     repaired = nbformat.v4.new_notebook(metadata=nb.get("metadata", release.metadata))
@@ -129,6 +142,10 @@ def repair(nb: NotebookNode, release: NotebookNode) -> NotebookNode:
     for key, original in released.items():
         copies = found.get(key, [])
         meta = original.metadata.nbgrader
+        if changed := sorted({name for copy in copies for name in _changed(copy, meta)}):
+            kind = "answer" if meta.get("solution") else "locked"
+            messages.append(f"{kind} cell `{key}`: its nbgrader metadata had been changed "
+                            f"({', '.join(changed)}): restored from the released notebook")
         if meta.get("solution"):
             cell = _answer(key, original, copies, messages)
             repaired.cells.append(cell)
@@ -142,9 +159,30 @@ def repair(nb: NotebookNode, release: NotebookNode) -> NotebookNode:
                 messages.append(f"locked cell `{key}` had been edited: restored from the released notebook")
             repaired.cells.append(_fresh(original))
         repaired.cells.extend(extras.get(key, []))
+    if own:
+        messages.append(f"{len(own)} cell(s) of your own carried nbgrader metadata ({'; '.join(own[:3])}"
+                        f"{'; ...' if len(own) > 3 else ''}): removed, they are not graded")
     for message in messages:
         add_note(repaired, message)
     return repaired
+
+
+def _changed(cell: NotebookNode, released: dict) -> list[str]:
+    """The keys of the ``released`` nbgrader metadata that ``cell``'s differs in, and "keys of its own" if it adds
+    any (their names are the student's text: not quoted); "all of it" if it is not a mapping."""
+    meta = cell.get("metadata", {}).get("nbgrader")
+    if not isinstance(meta, dict):
+        return ["all of it"]
+    changed = [name for name in released if name not in meta or meta[name] != released[name]]
+    return changed + (["keys of its own"] if set(meta) - set(released) else [])
+
+
+def _describe(meta: Any) -> str:
+    """A short, printable account of forged nbgrader metadata."""
+    if not isinstance(meta, dict):
+        return f"not a mapping: {type(meta).__name__}"
+    shown = {name: meta[name] for name in ("grade_id", "grade", "solution", "points") if name in meta}
+    return ", ".join(f"{name}={json.dumps(value)[:40]}" for name, value in shown.items()) or "no grade_id"
 
 
 def _answer(key: str, original: NotebookNode, copies: list[NotebookNode], messages: list[str]) -> NotebookNode:
@@ -158,6 +196,7 @@ def _answer(key: str, original: NotebookNode, copies: list[NotebookNode], messag
     if cell.cell_type != original.cell_type:
         messages.append(f"answer cell `{key}` had been changed to {cell.cell_type}: restored as {original.cell_type}")
         cell = _retyped(cell, original.cell_type)
+    cell.metadata["nbgrader"] = nbformat.from_dict(original.metadata.nbgrader)  # the release's, never the student's
     return cell
 
 
