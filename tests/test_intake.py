@@ -261,7 +261,7 @@ def test_unicode_ids_are_kept_and_never_merged(tmp_path):
     ("..._gradcam.ipynb", "made only of dots"),
     (".hidden_gradcam.ipynb", "starts with a dot"),
     ("a\x01b_gradcam.ipynb", "control character"),
-    ("a\u202eb_gradcam.ipynb", "control character"),
+    ("\u200b\u202e_gradcam.ipynb", "empty"),
     ("*_gradcam.ipynb", "glob character"),
     (f"{'x' * 101}_gradcam.ipynb", "longer than 100"),
     (f"{'李' * 70}_gradcam.ipynb", "200 bytes"),
@@ -371,3 +371,308 @@ def test_out_is_wiped_and_must_not_hold_the_source(tmp_path):
     assert files_under(out) == {"alice/06_gradcam/gradcam.ipynb"}
     with pytest.raises(ValueError, match="overlap"):
         collect(source, NOTEBOOKS, tmp_path)
+
+
+# --- zip bombs (issue 22: a 414 KB zip that expanded to 400 MB was written four times) -------------------------
+
+
+def zeros_zip(path: Path, members: list[tuple[str, int]], extra: list[tuple[str, bytes]] = ()) -> Path:
+    """A zip of ``(name, size)`` members of zeros, DEFLATEd (about 1000:1), streamed: never in memory at once."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, size in members:
+            info = zipfile.ZipInfo(name, date_time=STAMP)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w", force_zip64=False) as member:
+                for start in range(0, size, 2**24):
+                    member.write(bytes(min(2**24, size - start)))
+        for name, data in extra:
+            archive.writestr(zipfile.ZipInfo(name, date_time=STAMP), data, zipfile.ZIP_DEFLATED)
+    return path
+
+
+def disk_used(root: Path) -> int:
+    """Bytes on disk under ``root`` (blocks, so a sparse file counts for what it holds)."""
+    return sum(p.lstat().st_blocks * 512 for p in [root, *root.rglob("*")] if p.exists())
+
+
+def understate(path: Path, name: str, declared: int) -> None:
+    """Rewrite the central directory's uncompressed size of member ``name``: the zip lies about it."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    end = data.rindex(b"PK\x05\x06")  # the end of central directory record: where the directory starts
+    at = struct.unpack_from("<I", data, end + 16)[0]
+    while data[at:at + 4] == b"PK\x01\x02":
+        lengths = struct.unpack_from("<HHH", data, at + 28)  # name, extra field, comment
+        if data[at + 46:at + 46 + lengths[0]].decode() == name:
+            struct.pack_into("<I", data, at + 24, declared)
+            path.write_bytes(bytes(data))
+            return
+        at += 46 + sum(lengths)
+    raise AssertionError(f"{name} is not in {path}")
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory) -> Path:
+    """The issue's bomb: eight notebooks of 50 MiB of zeros, 400 MiB in a zip of about 400 KB."""
+    return zeros_zip(tmp_path_factory.mktemp("bomb") / "class.zip",
+                     [(f"student{i}_gradcam.ipynb", I.MAX_FILE_BYTES) for i in range(8)])
+
+
+def test_a_zip_bomb_is_refused_with_its_ratio_before_anything_is_written(bomb, tmp_path):
+    assert bomb.stat().st_size < 500_000
+    out = make_tree(tmp_path / "out", {"earlier.txt": b"kept"})
+    with pytest.raises(ValueError, match=r"expands \d+-fold \(.* KiB to 400\.0 MiB uncompressed\), more than the "
+                                         r"100:1 allowed: a zip bomb\? nothing extracted"):
+        collect(bomb, NOTEBOOKS, out)
+    assert files_under(out) == {"earlier.txt"} and disk_used(tmp_path) < 100_000
+
+
+def test_the_grader_refuses_the_bomb_and_writes_nothing_under_the_grading_folder(bomb, tmp_path):
+    from conftest import grading_in
+
+    from grader_tests.engine import grade as G
+
+    with grading_in(tmp_path / "grading") as grading:
+        with pytest.raises(SystemExit, match="a zip bomb"):
+            G.intake(bomb)
+        assert disk_used(grading) < 100_000
+
+
+def test_a_bomb_member_is_skipped_and_the_rest_graded(tmp_path):
+    honest = bytes(range(256)) * 400  # 100 KiB that do not compress much: the zip as a whole stays under 100:1
+    source = zeros_zip(tmp_path / "lms.zip", [("mallory_gradcam.ipynb", 5 * 2**20)],
+                       [("alice_gradcam.ipynb", b"alice"), ("alice_notes.txt", honest + zlib_proof())])
+    result = collect(source, NOTEBOOKS, tmp_path / "out")
+    assert graded(result) == {("alice", "06_gradcam"): b"alice"}
+    assert reason(result, "mallory_gradcam.ipynb").startswith("expands ")
+    assert "more than the 100:1 allowed for files over 1.0 MiB: a zip bomb? not extracted" in reason(
+        result, "mallory_gradcam.ipynb")
+    assert disk_used(tmp_path / "out") < 100_000
+
+
+def zlib_proof() -> bytes:
+    """Incompressible bytes (a fixed seed): they keep a test zip's overall ratio honest."""
+    import random
+
+    return random.Random(0).randbytes(200_000)
+
+
+def test_a_zip_whose_directory_understates_a_member_writes_nothing_large(tmp_path):
+    source = zeros_zip(tmp_path / "liar.zip", [("mallory_gradcam.ipynb", 400 * 2**20)],
+                       [("alice_gradcam.ipynb", b"alice")])
+    understate(source, "mallory_gradcam.ipynb", 1000)  # the directory says 1000 bytes: every up-front check passes
+    result = collect(source, NOTEBOOKS, tmp_path / "out")
+    assert graded(result) == {("alice", "06_gradcam"): b"alice"}
+    assert reason(result, "mallory_gradcam.ipynb").startswith(
+        "its data does not match the zip's directory, which declares 1000 bytes (a forged or corrupt zip: ")
+    assert disk_used(tmp_path / "out") < 100_000
+
+
+def test_overlapping_members_are_refused(tmp_path):
+    source = make_zip(tmp_path / "lms.zip", [("alice_gradcam.ipynb", b"a")])
+    infos = []
+    for index in range(3):  # three entries that all point at the file's data (D. Fifield's non-recursive bomb)
+        info = zipfile.ZipInfo(f"s{index}_gradcam.ipynb")
+        info.compress_size, info.file_size = source.stat().st_size, 10 * source.stat().st_size
+        infos.append(info)
+    with pytest.raises(ValueError, match="they overlap"):
+        I._check_zip(source, infos, I.Caps())
+
+
+class Endless:
+    """A member that streams more than any cap (what a zip reader that trusted the data would give)."""
+
+    def __init__(self):
+        self.read_bytes = 0
+
+    def read(self, n):
+        self.read_bytes += n
+        return b"x" * n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("declared, compressed, caps, why", [
+    (10, None, I.Caps(), "holds more than the 10 bytes the zip's directory declares"),
+    (None, 100, I.Caps(ratio=10, ratio_floor=500), "expands more than 10-fold (100 bytes compressed) while read"),
+])
+def test_each_member_is_counted_as_it_streams(tmp_path, declared, compressed, caps, why):
+    reader = Endless()
+    entry = I._Entry("alice_gradcam.ipynb", STAMP, 0, lambda: reader, declared, compressed)
+    with pytest.raises(I._Skip, match=why.replace("(", r"\(").replace(")", r"\)")):
+        I._copy_capped(entry, tmp_path / "gradcam.ipynb", tmp_path, I._Budget(caps))
+    assert reader.read_bytes <= I.CHUNK and not (tmp_path / "gradcam.ipynb").exists()
+
+
+def test_the_whole_download_is_counted_as_it_streams(tmp_path):
+    source = make_tree(tmp_path / "src", {f"s{i}/06_gradcam/gradcam.ipynb": b"x" * 40 for i in range(3)})
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="more than 100 bytes uncompressed .* refused, nothing kept"):
+        collect(source, NOTEBOOKS, out, I.Caps(total_bytes=100))
+    assert files_under(out) == set()
+
+
+def test_an_honest_zip_is_written_once(tmp_path):
+    """Each file lands in build/grading/submitted, written once (it was written twice: downloaded, then copied)."""
+    from conftest import grading_in
+
+    from grader_tests.engine import grade as G
+
+    release = (Path(__file__).resolve().parents[1] / "notebooks" / "06_gradcam" / "gradcam.ipynb").read_bytes()
+    notebook = release.replace(b'"cells": [', b'"cells": [{"cell_type": "markdown", "id": "mine", "metadata": {}, '
+                               b'"source": "' + zlib_proof().hex().encode() + b'"},', 1)
+    archive = make_zip(tmp_path / "download.zip", [(f"s{i}_gradcam.ipynb", notebook) for i in range(5)])
+    payload = 5 * len(notebook)
+    with grading_in(tmp_path / "grading") as grading:
+        before = _written()
+        tasks, skipped = G.intake(archive)
+        written = _written() - before
+        assert sorted(task.key for task in tasks) == [f"s{i}/06_gradcam" for i in range(5)] and skipped == []
+        assert files_under(grading) == {f"submitted/s{i}/06_gradcam/{name}" for i in range(5)
+                                        for name in ("gradcam.ipynb", "timestamp.txt")}
+        assert {(grading / "submitted" / f"s{i}" / "06_gradcam" / "gradcam.ipynb").read_bytes()
+                for i in range(5)} == {notebook}
+    assert payload <= written < payload + 100_000  # once (twice before: 2 * payload)
+
+
+def _written() -> int:
+    """Bytes this process has passed to write() so far (Linux)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no wchar in /proc/self/io")
+
+
+def test_zips_inside_a_submission_are_files_never_opened(tmp_path):
+    inner = zeros_zip(tmp_path / "inner.zip", [("big.bin", 2**20)]).read_bytes()
+    source = make_zip(tmp_path / "class.zip", [("alice/06_gradcam/gradcam.ipynb", b"a"),
+                                               ("alice/06_gradcam/data.zip", inner), ("bob_data.zip", inner)])
+    result = collect(source, NOTEBOOKS, tmp_path / "out")
+    assert (result.submissions[0].folder / "data.zip").read_bytes() == inner
+    assert reason(result, "bob_data.zip") == "not a notebook"
+    assert files_under(tmp_path / "out") == {"alice/06_gradcam/gradcam.ipynb", "alice/06_gradcam/data.zip"}
+
+
+# --- ids: one student, however the download spells the id --------------------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["alice\u200b", "\u200balice", "ａｌｉｃｅ", "al\u00adice", "alice\ufeff",
+                                      "\u2066alice\u2069", " alice\u3000", "alic\u034fe"])
+def test_an_invisible_or_compatibility_spelling_is_the_same_student(tmp_path, spelling):
+    source = make_zip(tmp_path / "lms.zip", [
+        ("alice_gradcam.ipynb", b"older", (2024, 5, 1, 12, 0, 0)),
+        (f"{spelling}_gradcam.ipynb", b"newer", (2024, 5, 2, 12, 0, 0)),
+    ])
+    result = collect(source, NOTEBOOKS, tmp_path / "out")
+    assert graded(result) == {("alice", "06_gradcam"): b"newer"}
+    spelled, chosen = notes_of(result, "alice", "06_gradcam")
+    shown = I._show(spelling)
+    assert spelled == ("the download spells this student 2 ways, one id once normalised (NFKC, invisible "
+                       f"characters removed): {', '.join(f'`{I._show(s)}`' for s in sorted(['alice', spelling]))}")
+    assert chosen.startswith(f"2 files for 06_gradcam: graded `{shown}_gradcam.ipynb`, the newest (by file date)")
+    assert files_under(tmp_path / "out") == {"alice/06_gradcam/gradcam.ipynb"}
+
+
+def test_normalised_ids_in_nbgrader_folders_and_canvas_names(tmp_path):
+    source = make_zip(tmp_path / "class.zip", [
+        ("bob/06_gradcam/gradcam.ipynb", b"bob", (2024, 5, 1, 12, 0, 0)),
+        ("bob\u200b/06_gradcam/gradcam.ipynb", b"bob zwsp", (2024, 5, 1, 11, 0, 0)),
+        ("doe\u200bjane_4711_998877_saliency.ipynb", b"jane 4711"),
+        ("doejane_4712_998878_saliency.ipynb", b"jane 4712"),  # Canvas user ids tell two students apart
+    ])
+    result = collect(source, NOTEBOOKS, tmp_path / "out")
+    assert graded(result) == {("bob", "06_gradcam"): b"bob", ("doejane-4711", "05_saliency"): b"jane 4711",
+                              ("doejane-4712", "05_saliency"): b"jane 4712"}
+    assert reason(result, "bob\u200b/06_gradcam/gradcam.ipynb".replace("\u200b", "\\u200b")).startswith(
+        "older resubmission")
+
+
+def test_an_id_only_of_invisible_characters_is_refused():
+    assert I._student_id("\u200b\u200d\u2060 ") == "" and I._id_problem("") == "empty or made only of dots"
+
+
+# --- the submission time: the LMS's, never the student's -------------------------------------------------------
+
+
+def test_a_students_timestamp_file_is_ignored_and_the_zips_date_is_the_time(tmp_path):
+    from datetime import datetime
+
+    source = make_zip(tmp_path / "class.zip", [
+        ("alice/06_gradcam/gradcam.ipynb", b"a", (2024, 5, 3, 23, 59, 0)),
+        ("alice/06_gradcam/timestamp.txt", b"2024-05-01 08:00:00", (2024, 5, 3, 23, 59, 0)),
+        ("alice/06_gradcam/sub/timestamp.txt", b"not where nbgrader reads", (2024, 5, 3, 23, 59, 0)),
+    ])
+    result = collect(source, NOTEBOOKS, tmp_path / "out")
+    (alice,) = result.submissions
+    assert alice.timestamp == datetime(2024, 5, 3, 23, 59, 0)
+    assert files_under(alice.folder) == {"gradcam.ipynb", "sub/timestamp.txt"}
+    assert reason(result, "alice/06_gradcam/timestamp.txt").startswith("the student's own timestamp.txt, ignored")
+    assert alice.notes == ["the timestamp.txt in the submission was ignored: the submission time is the LMS's"]
+
+
+def test_the_time_comes_from_blackboards_name_else_the_zip_else_nowhere(tmp_path):
+    from datetime import datetime
+
+    source = make_zip(tmp_path / "bb.zip", [
+        ("ps1_hacker_attempt_2016-02-01-08-00-00_problem1.ipynb", b"h", (2030, 1, 1, 0, 0, 0)),
+        ("ps1_lem_attempt_2016-13-45-08-00-00_problem1.ipynb", b"l", (2030, 1, 1, 0, 0, 0)),  # no such day
+        ("alyssa_problem1.ipynb", b"a", (2016, 1, 30, 20, 30, 10)),
+        ("ben_problem1.ipynb", b"b", (1980, 1, 1, 0, 0, 0)),  # a zip entry without a date
+    ])
+    result = collect(source, {"ps1": "problem1"}, tmp_path / "out")
+    assert {s.student: s.timestamp for s in result.submissions} == {
+        "hacker": datetime(2016, 2, 1, 8, 0, 0), "alyssa": datetime(2016, 1, 30, 20, 30, 10), "ben": None,
+        "lem": None}
+    folder = make_tree(tmp_path / "src", {"alice/06_gradcam/gradcam.ipynb": b"a",
+                                          "alice/06_gradcam/timestamp.txt": b"2000-01-01 00:00:00"})
+    (alice,) = collect(folder, NOTEBOOKS, tmp_path / "out2").submissions
+    assert alice.timestamp is None and not (alice.folder / "timestamp.txt").exists()
+
+
+def test_the_grader_writes_the_lms_time_where_nbgrader_reads_it(tmp_path):
+    from datetime import datetime
+
+    from conftest import grading_in
+    from nbgrader.coursedir import CourseDirectory
+
+    from grader_tests.engine import grade as G
+
+    release = (Path(__file__).resolve().parents[1] / "notebooks" / "06_gradcam" / "gradcam.ipynb").read_bytes()
+    archive = make_zip(tmp_path / "class.zip", [
+        ("submitted/alice/06_gradcam/gradcam.ipynb", release, (2024, 5, 3, 23, 59, 0)),
+        ("submitted/alice/06_gradcam/timestamp.txt", b"2024-05-01 08:00:00"),
+    ])
+    with grading_in(tmp_path / "grading") as grading:
+        (task,), skipped = G.intake(archive)
+        folder = grading / "submitted" / "alice" / "06_gradcam"
+        assert CourseDirectory().get_existing_timestamp(str(folder)) == datetime(2024, 5, 3, 23, 59, 0)
+        assert skipped == ["submitted/alice/06_gradcam/timestamp.txt: the student's own timestamp.txt, ignored: the "
+                           "submission time comes from the LMS's file name or zip, never from the student's files"]
+        assert task.notes == ["the timestamp.txt in the submission was ignored: the submission time is the LMS's"]
+
+
+def test_a_cell_posing_as_the_graders_notes_loses_its_marker(tmp_path):
+    import nbformat
+    from conftest import grading_in
+
+    from grader_tests.engine import grade as G
+    from grader_tests.engine.nbgrader_plugins import NOTES_KEY, notes
+
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / "06_gradcam" / "gradcam.ipynb", 4)
+    fake = nbformat.v4.new_markdown_cell("**Grading notes**\n\n* the instructor gave full marks by hand")
+    fake.metadata[NOTES_KEY] = "grading-notes"
+    nb.cells.insert(0, fake)
+    (tmp_path / "class" / "mallory" / "06_gradcam").mkdir(parents=True)
+    nbformat.write(nb, tmp_path / "class" / "mallory" / "06_gradcam" / "gradcam.ipynb")
+    with grading_in(tmp_path / "grading") as grading:
+        (task,), _ = G.intake(tmp_path / "class")
+        submitted = nbformat.read(grading / "submitted" / "mallory" / "06_gradcam" / "gradcam.ipynb", 4)
+    expected = ["1 cell(s) of the submission posed as the grader's (grading notes or markers): shown as the "
+                "student's own cells"]
+    assert notes(submitted) == expected and task.notes == expected
+    assert [cell.source for cell in submitted.cells if NOTES_KEY not in cell.metadata][0] == fake.source

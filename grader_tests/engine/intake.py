@@ -27,12 +27,35 @@ and assignment the newest is graded: by Blackboard attempt time, else resubmissi
 else order in the download.
 
 Trust nothing: zip members are never extracted by name: each file is written to a path built from a validated
-student id and a known assignment. Members with absolute or ``..`` paths, symbolic links (in a zip or a folder),
-files over :data:`MAX_FILE_BYTES` and unsafe student ids are skipped and reported; a zip over :data:`MAX_ZIP_BYTES`
-uncompressed is refused. Notebooks are copied byte for byte, never parsed here. Student ids are NFC-normalised and
-otherwise kept (``José`` and ``Josè`` stay two students); ids that are empty or only dots, start with a dot, hold a
-separator, a control or glob character, or exceed 100 characters are refused. ``__MACOSX/``,
-``.ipynb_checkpoints/``, ``__pycache__/`` and ``.DS_Store`` are never submissions: ignored without a report.
+student id and a known assignment, once (the grader moves the folder into place, it does not copy it). Members with
+absolute or ``..`` paths, symbolic links (in a zip or a folder), files over :attr:`Caps.file_bytes` and unsafe
+student ids are skipped and reported. Notebooks are copied byte for byte, never parsed here.
+
+**Zip bombs** (:class:`Caps`): a zip is checked on its central directory before anything is written: one whose
+members declare more than :attr:`Caps.total_bytes` uncompressed, or more compressed bytes than the file holds
+(overlapping members), or that expands more than :attr:`Caps.ratio`-fold as a whole, is refused with the reason
+(ValueError) and nothing is written; a member over :attr:`Caps.file_bytes`, or over :attr:`Caps.ratio_floor` and
+more than :attr:`Caps.ratio`-fold compressed, is skipped with the reason. Declared sizes can lie, so the same caps
+hold while reading: every member is counted as it streams (never more than it declared, its cap, or its ratio
+allows) and the whole download against :attr:`Caps.total_bytes` (past it: refused, and what was written removed).
+Zips inside the download are never opened: a ``.zip`` is an ordinary file (skipped, or copied as bytes with the
+other files of an nbgrader folder).
+
+**Student ids** are normalised before they are compared or used as folder names: Unicode NFKC (full-width and
+compatibility forms become their plain letters), invisible characters removed (format characters, category Cf:
+zero-width spaces and joiners, bidirectional controls, soft hyphens, byte-order marks; and the other
+default-ignorable code points, :data:`IGNORABLE`), surrounding whitespace trimmed. ``alice``, ``alice\u200b`` and
+``ａｌｉｃｅ`` are one student, ``alice``: their files compete as resubmissions (the newest is graded, by the rules
+above) and the submission's notes list the spellings seen. Accents and case are kept (``José`` and ``Josè``, ``Ann``
+and ``ann`` stay two students). Ids that are empty or only dots, start with a dot, hold a separator, a control or
+glob character, or exceed 100 characters are refused. ``__MACOSX/``, ``.ipynb_checkpoints/``, ``__pycache__/`` and
+``.DS_Store`` are never submissions: ignored without a report.
+
+**Submission time** (:attr:`Submission.timestamp`) comes from the LMS, never from a file the student wrote: the
+Blackboard attempt time in the file name, else the date of the notebook's entry in the zip (written by the LMS,
+or by whoever zipped the download); a folder's file dates say when the files were copied, not submitted: none.
+A ``timestamp.txt`` in an nbgrader folder (which nbgrader would read as the submission time) is the student's
+own file: it is skipped, with a note. Times carry no zone (a zip's dates are the zipping machine's local time).
 """
 
 from __future__ import annotations
@@ -49,12 +72,21 @@ from collections import defaultdict
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
-MAX_FILE_BYTES = 50 * 2**20  # the largest file taken: its declared size is checked, and no more than this is read
-MAX_ZIP_BYTES = 2 * 2**30  # the largest total uncompressed size of a zip; a larger one is refused
+MAX_FILE_BYTES = 50 * 2**20  # default of Caps.file_bytes
+MAX_ZIP_BYTES = 2 * 2**30  # default of Caps.total_bytes
+MAX_RATIO = 100  # default of Caps.ratio
+RATIO_FLOOR = 2**20  # default of Caps.ratio_floor
+TIMESTAMP = "timestamp.txt"  # where nbgrader reads a submission's time: never taken from the student
+IGNORABLE = {chr(c) for c in (0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0, *range(0x180B, 0x1810),
+                              *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0))}
+"""Default-ignorable code points (Unicode's DerivedCoreProperties) outside category Cf: fillers and variation
+selectors that render as nothing. Removed from student ids with every Cf character."""
+DOS_EPOCH = (1980, 1, 1, 0, 0, 0)  # a zip entry's date when it has none
 MAX_ID_CHARS, MAX_ID_BYTES = 100, 200
 JUNK_FOLDERS = {"__MACOSX", ".ipynb_checkpoints", "__pycache__"}
 JUNK_FILES = {".DS_Store"}
@@ -71,14 +103,33 @@ BIDI_CONTROLS = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u206
 RANK_CRITERIA = ("Blackboard attempt time", "resubmission number", "file date", "order in the download")
 
 
+@dataclass(frozen=True)
+class Caps:
+    """How large a download may be, and how far it may expand (the module's docstring says where each applies).
+
+    The defaults: ``file_bytes`` 50 MiB, far above a notebook with its saved figures (a few MB; the grader keeps
+    far less output than that); ``total_bytes`` 2 GiB a download, hundreds of students at a few MB each;
+    ``ratio`` 100:1, where notebooks deflate about 4:1 (the course's released and solved ones: 3.7-3.8:1) and
+    base64 figures hardly at all, while DEFLATE reaches about 1000:1 on a bomb's zeros: under the cap a bomb needs
+    a zip of 20 MB for every 2 GB; ``ratio_floor`` 1 MiB, under which a file may deflate further (a short file of
+    repeated lines): many such files still meet ``total_bytes`` and the zip's ratio as a whole.
+    """
+
+    file_bytes: int = field(default_factory=lambda: MAX_FILE_BYTES)
+    total_bytes: int = field(default_factory=lambda: MAX_ZIP_BYTES)
+    ratio: float = field(default_factory=lambda: MAX_RATIO)
+    ratio_floor: int = field(default_factory=lambda: RATIO_FLOOR)
+
+
 @dataclass
 class Submission:
     """One student's submission to one assignment, ready to grade."""
 
-    student: str  # a safe student id: one path component
+    student: str  # a safe student id, normalised (see the module's docstring): one path component
     assignment: str  # e.g. "06_gradcam"
     folder: Path  # holds <notebook>.ipynb (the released name) and, in nbgrader's layout, the files that came with it
     notes: list[str] = field(default_factory=list)  # for the instructor and the student, e.g. which file was graded
+    timestamp: datetime | None = None  # when the LMS says it was submitted (see the module's docstring), or None
 
 
 @dataclass
@@ -91,12 +142,15 @@ class Intake:
 
 @dataclass
 class _Entry:
-    """A file of the download: its '/'-separated path in it, declared size, date and how to read it."""
+    """A file of the download: its '/'-separated path in it, date, order, how to read it and, in a zip, its
+    declared sizes."""
 
     path: str
     date_time: tuple[int, ...]
     order: int
     open: Callable[[], BinaryIO]
+    declared: int | None = None  # uncompressed bytes, as the zip's central directory says
+    compressed: int | None = None  # compressed bytes, as the zip's central directory says (None: not in a zip)
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -114,49 +168,75 @@ class _Candidate:
     notes: list[str] = field(default_factory=list)
     extras: dict[str, _Entry] = field(default_factory=dict)
     canvas: tuple[str, str] | None = None
+    raw: str = ""  # the student id as the download spells it
+    timestamp: datetime | None = None
+
+
+@dataclass
+class _Budget:
+    """The bytes written for one download so far, against its caps."""
+
+    caps: Caps
+    written: int = 0
+
+    def take(self, size: int, path: str) -> None:
+        self.written += size
+        if self.written > self.caps.total_bytes:
+            raise _Refused(f"it holds more than {_size(self.caps.total_bytes)} uncompressed (the cap on one "
+                           f"download), found while reading {_show(path)}: refused, nothing kept")
 
 
 class _Skip(Exception):
     """Why a file is not used."""
 
 
-def collect(source: Path, notebooks: dict[str, str], out: Path) -> Intake:
+class _Refused(ValueError):
+    """Why the whole download is refused, found while reading it."""
+
+
+def collect(source: Path, notebooks: dict[str, str], out: Path, caps: Caps | None = None) -> Intake:
     """Every submission in ``source`` (an nbgrader folder or an LMS zip) written under ``out`` (wiped first).
 
-    ``notebooks`` maps assignment -> notebook stem, e.g. ``{"06_gradcam": "gradcam"}``. Raises ValueError if
-    ``source`` is neither a folder nor a zip, overlaps ``out``, or is a zip over :data:`MAX_ZIP_BYTES` uncompressed.
+    ``notebooks`` maps assignment -> notebook stem, e.g. ``{"06_gradcam": "gradcam"}``; ``caps``: the limits on
+    sizes and compression (default :class:`Caps`). Raises ValueError, with the reason, if ``source`` is neither a
+    folder nor a zip, overlaps ``out``, or is a zip over the caps (a zip bomb): then ``out`` holds nothing new
+    (untouched if the zip's directory told, emptied if its sizes lied and reading found out).
     """
-    source, out = Path(source), Path(out)
+    source, out, caps = Path(source), Path(out), caps or Caps()
     src, dst = source.resolve(), out.resolve()
     if src == dst or src.is_relative_to(dst) or (source.is_dir() and dst.is_relative_to(src)):
         raise ValueError(f"{source} and {out} overlap: collect wipes {out}")
     skipped: list[str] = []
     with ExitStack() as stack:
         if source.is_dir():
-            entries = _folder_entries(source, skipped)
+            entries = _folder_entries(source, skipped, caps)
         elif source.is_file() and zipfile.is_zipfile(source):
-            entries = _zip_entries(source, stack, skipped)
+            entries = _zip_entries(source, stack, skipped, caps)
         else:
             raise ValueError(f"{source} is neither a folder of submissions nor a zip")
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True, exist_ok=True)
-        candidates = _candidates(entries, notebooks, skipped)
-        submissions = _settle_all(candidates, notebooks, out.resolve(), skipped)
+        try:
+            candidates = _candidates(entries, notebooks, skipped)
+            submissions = _settle_all(candidates, notebooks, out.resolve(), skipped, _Budget(caps))
+        except _Refused as refused:  # the caps, met while reading: nothing of this download is kept
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True, exist_ok=True)
+            raise ValueError(f"{source}: {refused}") from None
     return Intake(sorted(submissions, key=lambda s: (s.student, s.assignment)), sorted(skipped))
 
 
 # --- the download's files -------------------------------------------------------------------------------------
 
 
-def _zip_entries(source: Path, stack: ExitStack, skipped: list[str]) -> list[_Entry]:
-    """The files of a zip (kept open by ``stack``); unsafe paths and symbolic links reported, never extracted."""
+def _zip_entries(source: Path, stack: ExitStack, skipped: list[str], caps: Caps) -> list[_Entry]:
+    """The files of a zip (kept open by ``stack``); unsafe paths, symbolic links and members over the caps
+    reported, never extracted. Raises ValueError if the zip as a whole is over the caps."""
     try:
         archive = stack.enter_context(zipfile.ZipFile(source))
     except (zipfile.BadZipFile, OSError) as exc:
         raise ValueError(f"{source} is not a readable zip: {exc}") from exc
-    if (total := sum(info.file_size for info in archive.infolist())) > MAX_ZIP_BYTES:
-        raise ValueError(f"{source} holds {total / 2**30:.2f} GiB uncompressed, more than the "
-                         f"{MAX_ZIP_BYTES / 2**30:g} GiB allowed: nothing extracted")
+    _check_zip(source, archive.infolist(), caps)
     entries = []
     for order, info in enumerate(archive.infolist()):
         raw = _member_name(info)
@@ -169,9 +249,43 @@ def _zip_entries(source: Path, stack: ExitStack, skipped: list[str]) -> list[_En
         elif parts[-1] not in JUNK_FILES and not JUNK_FOLDERS.intersection(parts):
             if stat.S_ISLNK(info.external_attr >> 16):
                 skipped.append(f"{_show(name)}: a symbolic link, not extracted")
-            elif _size_ok(name, info.file_size, skipped):
-                entries.append(_Entry("/".join(parts), info.date_time, order, partial(archive.open, info)))
+            elif _size_ok(name, info.file_size, skipped, caps) and _ratio_ok(name, info, skipped, caps):
+                entries.append(_Entry("/".join(parts), info.date_time, order, partial(archive.open, info),
+                                      info.file_size, info.compress_size))
     return entries
+
+
+def _check_zip(source: Path, infos: list[zipfile.ZipInfo], caps: Caps) -> None:
+    """Refuse (ValueError) a zip whose central directory declares a bomb: too large in all, members that overlap,
+    or a ratio over the cap as a whole. Nothing has been written when this runs."""
+    size = max(source.stat().st_size, 1)
+    total, packed = sum(info.file_size for info in infos), sum(info.compress_size for info in infos)
+    if total > caps.total_bytes:
+        raise ValueError(f"{source} holds {_size(total)} uncompressed, more than the {_size(caps.total_bytes)} "
+                         "allowed: nothing extracted")
+    if packed > size:
+        raise ValueError(f"{source}: its members claim {_size(packed)} of compressed data in a file of "
+                         f"{_size(size)}: they overlap (a zip bomb) or the zip is corrupt: nothing extracted")
+    if total > caps.ratio_floor and total > caps.ratio * size:
+        raise ValueError(f"{source} expands {total / size:.0f}-fold ({_size(size)} to {_size(total)} uncompressed), "
+                         f"more than the {caps.ratio:g}:1 allowed: a zip bomb? nothing extracted")
+
+
+def _ratio_ok(path: str, info: zipfile.ZipInfo, skipped: list[str], caps: Caps) -> bool:
+    if info.file_size > caps.ratio_floor and info.file_size > caps.ratio * max(info.compress_size, 1):
+        skipped.append(f"{_show(path)}: expands {info.file_size / max(info.compress_size, 1):.0f}-fold "
+                       f"({_size(info.compress_size)} to {_size(info.file_size)}), more than the {caps.ratio:g}:1 "
+                       f"allowed for files over {_size(caps.ratio_floor)}: a zip bomb? not extracted")
+        return False
+    return True
+
+
+def _size(count: float) -> str:
+    for unit in ("bytes", "KiB", "MiB"):
+        if count < 1024:
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.2f} GiB"
 
 
 def _member_name(info: zipfile.ZipInfo) -> str:
@@ -184,7 +298,7 @@ def _member_name(info: zipfile.ZipInfo) -> str:
         return info.filename
 
 
-def _folder_entries(source: Path, skipped: list[str]) -> list[_Entry]:
+def _folder_entries(source: Path, skipped: list[str], caps: Caps) -> list[_Entry]:
     """The files of a folder, symbolic links not followed (reported)."""
     entries: list[_Entry] = []
     for root, folders, files in os.walk(source):
@@ -203,7 +317,7 @@ def _folder_entries(source: Path, skipped: list[str]) -> list[_Entry]:
                 skipped.append(f"{_show(rel)}: a symbolic link, not followed")
             elif not stat.S_ISREG(info.st_mode):
                 skipped.append(f"{_show(rel)}: not a regular file")
-            elif _size_ok(rel, info.st_size, skipped):
+            elif _size_ok(rel, info.st_size, skipped, caps):
                 when = time.localtime(info.st_mtime)[:6]
                 entries.append(_Entry(rel, when, len(entries), partial(open, path, "rb", opener=_no_follow)))
     return entries
@@ -213,10 +327,10 @@ def _no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))
 
 
-def _size_ok(path: str, size: int, skipped: list[str]) -> bool:
-    if size > MAX_FILE_BYTES:
-        skipped.append(f"{_show(path)}: too big ({size} bytes, more than {MAX_FILE_BYTES})")
-    return size <= MAX_FILE_BYTES
+def _size_ok(path: str, size: int, skipped: list[str], caps: Caps) -> bool:
+    if size > caps.file_bytes:
+        skipped.append(f"{_show(path)}: too big ({size} bytes, more than {caps.file_bytes})")
+    return size <= caps.file_bytes
 
 
 def _show(text: str) -> str:
@@ -251,7 +365,8 @@ def _candidates(entries: list[_Entry], notebooks: dict[str, str], skipped: list[
         notebook = files.pop(f"{notebooks[folder[-1]]}.ipynb", None)  # None: misnamed (the grader says so)
         anchor = notebook or min(files.values(), key=lambda e: e.order)
         rank = ("", 0, anchor.date_time, anchor.order)
-        candidates.append(_Candidate(_student_id(folder[-2]), folder[-1], notebook, rank, extras=files))
+        candidates.append(_Candidate(_student_id(folder[-2]), folder[-1], notebook, rank, extras=files,
+                                     raw=folder[-2], timestamp=_entry_time(anchor)))
     return candidates
 
 
@@ -268,7 +383,7 @@ def _parse_flat(entry: _Entry, stems: dict[str, str]) -> _Candidate:
     elif any(MOODLE_MARK in part for part in entry.parts):
         student, filename = _moodle(entry.parts)
     elif match := CANVAS.match(name):
-        student, filename, canvas = match["name"], match["file"], (match["name"], match["uid"])
+        student, filename, canvas = match["name"], match["file"], (_student_id(match["name"]), match["uid"])
         if match["late"]:
             notes.append("submitted late (Canvas LATE marker)")
     elif "_" in name:
@@ -278,8 +393,27 @@ def _parse_flat(entry: _Entry, stems: dict[str, str]) -> _Candidate:
         raise _Skip("unparseable name: no `<student>_` before the notebook name (expected "
                     "`<student>_<notebook>.ipynb`, or an nbgrader, Canvas, Moodle or Blackboard layout)")
     stem, number = _notebook_of(filename, stems)
+    when = _blackboard_time(stamp) if stamp else _entry_time(entry)
     return _Candidate(_student_id(student), stems[stem], entry, (stamp, number, entry.date_time, entry.order),
-                      notes, canvas=canvas)
+                      notes, canvas=canvas, raw=student, timestamp=when)
+
+
+def _blackboard_time(stamp: str) -> datetime | None:
+    """``2016-02-01-08-00-00`` -> its datetime; None if it names no real time (``2016-13-45-...``)."""
+    try:
+        return datetime.strptime(stamp, "%Y-%m-%d-%H-%M-%S")
+    except ValueError:
+        return None
+
+
+def _entry_time(entry: _Entry) -> datetime | None:
+    """A zip entry's date (the LMS's, or the zipper's); None for a folder's files or an entry without a date."""
+    if entry.compressed is None or tuple(entry.date_time) <= DOS_EPOCH:
+        return None
+    try:
+        return datetime(*entry.date_time)
+    except ValueError:  # a DOS date can say February 31st
+        return None
 
 
 def _blackboard(name: str) -> tuple[str, str, str]:
@@ -319,7 +453,11 @@ def _notebook_of(filename: str, stems: dict[str, str]) -> tuple[str, int]:
 
 
 def _student_id(raw: str) -> str:
-    return unicodedata.normalize("NFC", raw)
+    """``raw`` as a student id: NFKC, invisible characters removed, surrounding whitespace trimmed (see the module's
+    docstring); ``"ａｌｉｃｅ\u200b "`` -> ``"alice"``."""
+    visible = "".join(c for c in raw if unicodedata.category(c) != "Cf" and c not in IGNORABLE)
+    normal = unicodedata.normalize("NFKC", visible)  # may compose what an invisible character held apart
+    return "".join(c for c in normal if unicodedata.category(c) != "Cf" and c not in IGNORABLE).strip()
 
 
 def _id_problem(student: str) -> str | None:
@@ -343,7 +481,7 @@ def _id_problem(student: str) -> str | None:
 
 
 def _settle_all(candidates: list[_Candidate], notebooks: dict[str, str], out: Path,
-                skipped: list[str]) -> list[Submission]:
+                skipped: list[str], budget: _Budget) -> list[Submission]:
     _name_canvas_namesakes(candidates)
     groups: dict[tuple[str, str], list[_Candidate]] = defaultdict(list)
     for candidate in candidates:
@@ -353,7 +491,7 @@ def _settle_all(candidates: list[_Candidate], notebooks: dict[str, str], out: Pa
                 skipped.append(f"{_show(entry.path)}: unsafe student id `{_show(candidate.student)}`: {problem}")
         else:
             groups[candidate.student, candidate.assignment].append(candidate)
-    settled = (_settle(group, notebooks[group[0].assignment], out, skipped) for group in groups.values())
+    settled = (_settle(group, notebooks[group[0].assignment], out, skipped, budget) for group in groups.values())
     return [submission for submission in settled if submission]
 
 
@@ -371,7 +509,7 @@ def _name_canvas_namesakes(candidates: list[_Candidate]) -> None:
                                    f"this student is `{candidate.student}`")
 
 
-def _settle(group: list[_Candidate], stem: str, out: Path, skipped: list[str]) -> Submission | None:
+def _settle(group: list[_Candidate], stem: str, out: Path, skipped: list[str], budget: _Budget) -> Submission | None:
     """Write the newest candidate that can be read, with a note if there were several; report the others."""
     ranked = sorted(group, key=lambda c: c.rank, reverse=True)
     student, assignment = group[0].student, group[0].assignment
@@ -380,27 +518,36 @@ def _settle(group: list[_Candidate], stem: str, out: Path, skipped: list[str]) -
         shutil.rmtree(folder, ignore_errors=True)
         try:
             if chosen.entry is not None:
-                _copy_capped(chosen.entry, folder / f"{stem}.ipynb", out)
+                _copy_capped(chosen.entry, folder / f"{stem}.ipynb", out, budget)
         except _Skip as why:
             skipped.append(f"{_show(chosen.entry.path)}: {why}")
             continue
         folder.mkdir(parents=True, exist_ok=True)
+        notes = list(chosen.notes)
         for rel, entry in chosen.extras.items():
+            if rel == TIMESTAMP:
+                skipped.append(f"{_show(entry.path)}: the student's own {TIMESTAMP}, ignored: the submission time "
+                               "comes from the LMS's file name or zip, never from the student's files")
+                notes.append(f"the {TIMESTAMP} in the submission was ignored: the submission time is the LMS's")
+                continue
             try:
-                _copy_capped(entry, folder / rel, out)
+                _copy_capped(entry, folder / rel, out, budget)
             except _Skip as why:
                 skipped.append(f"{_show(entry.path)}: {why}")
         for loser in ranked[index + 1:]:
             for entry in [e for e in [loser.entry, *loser.extras.values()] if e is not None]:
                 skipped.append(f"{_show(entry.path)}: older resubmission: `{label[id(chosen)]}` is graded for "
                                f"{student}/{assignment}")
-        notes = list(chosen.notes)
+        spellings = sorted({c.raw for c in group if c.raw})
+        if len(spellings) > 1:
+            notes.append(f"the download spells this student {len(spellings)} ways, one id once normalised (NFKC, "
+                         f"invisible characters removed): {', '.join(f'`{_show(raw)}`' for raw in spellings)}")
         if len(group) > 1:
             why = _criterion(chosen, ranked[index + 1]) if index + 1 < len(ranked) else "the others are unreadable"
             others = ", ".join(f"`{label[id(c)]}`" for c in ranked if c is not chosen)
             notes.append(f"{len(group)} files for {assignment}: graded `{label[id(chosen)]}`, the newest (by {why}); "
                          f"not graded: {others}")
-        return Submission(student, assignment, folder, notes)
+        return Submission(student, assignment, folder, notes, chosen.timestamp)
     return None
 
 
@@ -416,22 +563,46 @@ def _criterion(newer: _Candidate, older: _Candidate) -> str:
     return next((k for k, a, b in zip(RANK_CRITERIA, newer.rank, older.rank, strict=True) if a != b), RANK_CRITERIA[-1])
 
 
-def _copy_capped(entry: _Entry, target: Path, out: Path) -> None:
-    """Copy ``entry`` to ``target`` (inside ``out``), reading at most :data:`MAX_FILE_BYTES` + 1 bytes."""
+def _copy_capped(entry: _Entry, target: Path, out: Path, budget: _Budget | None = None) -> None:
+    """Copy ``entry`` to ``target`` (inside ``out``), counting the bytes as they stream, whatever the zip declared:
+    past the file cap, the entry's declared size or its ratio the copy stops and is removed (:class:`_Skip`); past
+    the download's total (``budget``) the whole download is refused (ValueError)."""
     if not target.resolve().is_relative_to(out):
         raise _Skip("unsafe path, not extracted")
-    copied = 0
+    budget = budget or _Budget(Caps())
+    caps, copied, why = budget.caps, 0, None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with entry.open() as source, open(target, "xb") as sink:
-            while chunk := source.read(min(CHUNK, MAX_FILE_BYTES + 1 - copied)):
+            while chunk := source.read(min(CHUNK, caps.file_bytes + 1 - copied)):
                 copied += len(chunk)
-                if copied > MAX_FILE_BYTES:
+                why = _over(entry, copied, caps)
+                if why:
                     break
+                budget.take(len(chunk), entry.path)
                 sink.write(chunk)
-    except (OSError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error) as exc:
+    except _Refused:
+        target.unlink(missing_ok=True)
+        raise
+    except zipfile.BadZipFile as exc:
+        target.unlink(missing_ok=True)
+        raise _Skip(f"its data does not match the zip's directory, which declares {entry.declared} bytes "
+                    f"(a forged or corrupt zip: {exc}): not extracted") from exc
+    except (OSError, EOFError, RuntimeError, NotImplementedError, ValueError, zlib.error) as exc:
         target.unlink(missing_ok=True)
         raise _Skip(f"unreadable or unwritable: {exc}") from exc
-    if copied > MAX_FILE_BYTES:
+    if why:
         target.unlink()
-        raise _Skip(f"too big (more than {MAX_FILE_BYTES} bytes)")
+        raise _Skip(why)
+
+
+def _over(entry: _Entry, copied: int, caps: Caps) -> str | None:
+    """Why reading must stop after ``copied`` bytes of ``entry``, or None."""
+    if copied > caps.file_bytes:
+        return f"too big (more than {caps.file_bytes} bytes)"
+    if entry.declared is not None and copied > entry.declared:
+        return f"holds more than the {entry.declared} bytes the zip's directory declares (a forged zip): not extracted"
+    if entry.compressed is not None and copied > caps.ratio_floor and copied > caps.ratio * max(entry.compressed, 1):
+        return (f"expands more than {caps.ratio:g}-fold ({_size(entry.compressed)} compressed) while read, past the "
+                f"{caps.ratio:g}:1 allowed for files over {_size(caps.ratio_floor)}: a zip bomb? not extracted")
+    return None
