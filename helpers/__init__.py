@@ -19,6 +19,7 @@ from .data import (
     make_dataset,
     make_shortcut_dataset,
 )
+from .environment import limit_threads
 from .hooks import capture_activations
 from .images import denormalize, gaussian_blur, image_tensor_to_numpy, normalize, numpy_to_image_tensor
 from .inference import accuracy, evaluating, predict
@@ -27,6 +28,8 @@ from .models import VGG11GAP, VGG11Backbone, VGG11Classification
 from .plotting import normalize_map, overlay_heatmap, plot_activations, plot_filters, show_images
 from .pretrained import load_imagenet_vgg11, load_pretrained
 from .tables import load_attribution_table
+
+limit_threads()  # torch's threads: the CPU this process may really use (affinity, cgroup quota), not every core
 
 __all__ = [
     "CLASSES", "CONCEPTS", "ConceptBatch", "IMAGE_SIZE", "ShapesBatch", "ShortcutBatch", "VGG11Backbone",
