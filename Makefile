@@ -1,25 +1,38 @@
-# `make course` builds the course on the embedded model; `make test` runs every test.
+# `make course` builds the course on the embedded model; `make test` runs every test; `make help` lists the rest.
 # Both create the virtual environment .venv with pip on first use and reuse it afterwards.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+SHELL := /bin/bash
+# Recipes run without being echoed: each target says what it does, and errors still show.
+.SILENT:
 
-.PHONY: course test env measure notebooks walkthrough benchmark train release clean grade benchmark-grading attribution-table shortcut-fix
+.PHONY: help course test env measure notebooks walkthrough benchmark benchmark-load train release clean grade \
+	benchmark-grading attribution-table shortcut-fix browser
+
+help: ## list the targets
+	echo "make TARGET, where TARGET is one of:"
+	sed -n 's/^\([a-z-]*\):.*## \(.*\)/\1\t\2/p' $(MAKEFILE_LIST) | while IFS=$$'\t' read -r name text; do \
+		printf '  %-19s %s\n' "$$name" "$$text"; done
+
+# pip's own lines, less those that say nothing new (already satisfied, build steps): what is being fetched.
+PIP_NEWS := grep --line-buffered -vE '^( +[^D ]| {3,}|Looking in|Requirement already satisfied|Obtaining|Checking if build backend|Getting requirements|Installing build dependencies|Preparing editable|Building editable|Created wheel|Stored in|Successfully built)'
 
 $(INSTALLED): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -qq --upgrade pip
-	$(PY) -m pip install -qq -e '.[instructor,dev]'  # -qq: setuptools' notes on editable installs are not for users
+	test -x $(PY) || { echo "creating the virtual environment $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	echo "installing the course into $(VENV) with pip: torch and torchvision (the largest part), captum, scikit-learn,"
+	echo "matplotlib, jupyterlab, nbgrader, pytest, playwright and what they need (first time: a few GB, minutes)"
+	$(PY) -m pip install -e '.[instructor,dev]' 2>&1 | { $(PIP_NEWS) || true; }; exit $${PIPESTATUS[0]}
 	touch $@
 
-env: $(INSTALLED)
+env: $(INSTALLED) ## create .venv and install the course into it (first use only; again when pyproject.toml changes)
 
 # Chromium for the real-browser test (tests/test_browser.py): installed with apt-get where it is missing and this
 # runs as root; otherwise one line says how to enable that test, which then skips.
-.PHONY: browser
-browser:
-	@if [ -x /usr/bin/chromium ]; then :; \
+browser: ## install Chromium for the real-browser test (apt-get, as root), or say how
+	if [ -x /usr/bin/chromium ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing Chromium for the browser test (apt-get install chromium)"; \
 		export DEBIAN_FRONTEND=noninteractive; \
@@ -33,60 +46,66 @@ browser:
 
 # Check the set-up, generate the student versions, render the walkthrough; then say where everything is.
 # Measuring the model is a maintainer's task: `make measure`.
-course: env
-	@echo "[1/3] checking the environment"
-	@$(PY) -m helpers.environment
-	@echo "[2/3] generating the student notebooks (solutions/ -> notebooks/)"
-	@$(PY) scripts/generate_notebooks.py
-	@echo "[3/3] executing the solved notebooks and rendering the walkthrough"
-	@$(PY) scripts/walkthrough.py
-	@echo ""
-	@echo "Done. The walkthrough (solved notebooks, every figure): build/walkthrough/index.html"
-	@echo "Students: $(VENV)/bin/jupyter lab notebooks/   (instructors: make release, make grade; maintainers: make test)"
+course: env ## check the set-up, generate notebooks/, render build/walkthrough/ (with progress)
+	echo "[1/3] checking the environment"
+	$(PY) -m helpers.environment
+	echo "[2/3] generating the student notebooks (solutions/ -> notebooks/)"
+	$(PY) scripts/generate_notebooks.py
+	echo "[3/3] executing the solved notebooks and rendering the walkthrough"
+	$(PY) scripts/walkthrough.py
+	echo ""
+	echo "Done. The walkthrough (solved notebooks, every figure): build/walkthrough/index.html"
+	echo "Students: $(VENV)/bin/jupyter lab notebooks/   (instructors: make release, make grade; maintainers: make test)"
 
-test: env browser
+test: env browser ## every test (helpers, hidden checks, notebooks, release, grading, a real browser)
 	$(PY) -m pytest
 
-measure: env
+measure: env ## the embedded model's figures (accuracy, Grad-CAM and saliency on the object, speed)
 	$(PY) scripts/measure_model.py
 
 # Notebook 14's fix against its control on 1,000 scenes (the README's table; 1-3 minutes).
-shortcut-fix: env
+shortcut-fix: env ## notebook 14's fix against its control on 1,000 scenes (1-3 minutes)
 	$(PY) scripts/shortcut_fix.py
 
 # Notebook 12's table of every attribution method on 200 held-out images, into helpers/tables/ (minutes).
-attribution-table: env
+attribution-table: env ## notebook 12's table of every attribution method (helpers/tables/; 15-30 minutes)
 	$(PY) scripts/attribution_table.py
 
 # Student versions: solutions/ -> notebooks/ with nbgrader generate_assignment.
-notebooks: env
+notebooks: env ## regenerate the student versions notebooks/ from solutions/
 	$(PY) scripts/generate_notebooks.py
 
 # Execute the solved notebooks and render them to build/walkthrough/index.html.
-walkthrough: env
+walkthrough: env ## execute the solved notebooks and render build/walkthrough/
 	$(PY) scripts/walkthrough.py
 
 # Time each solved notebook in a fresh kernel, with its peak memory (no HTML).
-benchmark: env
+benchmark: env ## time each solved notebook in a fresh kernel, with its peak memory
 	$(PY) scripts/walkthrough.py --no-html
 
+# Notebook 14 alone, then beside two busy processes (NOTEBOOK=... for another).
+benchmark-load: env ## a notebook's time alone and beside two busy processes (NOTEBOOK=14_shortcut)
+	$(PY) scripts/benchmark_load.py --notebook $(or $(NOTEBOOK),14_shortcut)
+
 # Retrain the embedded model from scratch into build/, not over the packaged one.
-train: env
+train: env ## retrain the embedded model from scratch into build/ (about 10 minutes)
 	$(PY) -m helpers.train --out build/vgg11_shapes.pt
 
 # The zip students get: build/release/visualizing-cnns-student.zip (notebooks/, helpers/, README, set-up files).
-release: env
+release: env ## the students' zip, build/release/visualizing-cnns-student.zip
 	$(PY) scripts/release.py
 
-# Autograde a class: SUBMISSIONS=<folder <student>/<assignment>/<notebook>.ipynb, or an LMS zip>;
-# ARGS for more options (--full, --force, --workers N, --timeout S: `python -m grader_tests.engine.grade --help`).
-grade: env
-	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder or zip> [ARGS='--full ...']"; exit 2; }
-	$(PY) -m grader_tests.engine.grade "$(SUBMISSIONS)" $(ARGS)
+# Autograde a class: SUBMISSIONS=<folder <student>/<assignment>/<notebook>.ipynb, or an LMS zip>; ASSIGNMENT=<name>
+# grades that assignment only; ARGS for more options (--full, --force, --workers N, --timeout S:
+# `python -m grader_tests.engine.grade --help`).
+grade: env ## autograde a class into build/grading/: SUBMISSIONS=<folder or LMS zip> [ASSIGNMENT=06_gradcam]
+	test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder or zip> [ASSIGNMENT=<name>]" \
+		"[ARGS='--full ...']"; exit 2; }
+	$(PY) -m grader_tests.engine.grade "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(ARGS)
 
 # Seconds per submission, serial and parallel, on the fabricated class; overhead over plain execution.
-benchmark-grading: env
+benchmark-grading: env ## grading throughput, serial and parallel, against plain execution
 	$(PY) scripts/benchmark_grading.py
 
-clean:
+clean: ## remove build/ (the walkthrough, the release, grading results)
 	rm -rf build

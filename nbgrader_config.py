@@ -33,6 +33,9 @@ c.IgnorePattern.pattern = r"\w+Warning: "
 c.CourseDirectory.submitted_directory = str(GRADING / "submitted")
 c.CourseDirectory.autograded_directory = str(GRADING / "autograded")
 c.CourseDirectory.feedback_directory = str(GRADING / "feedback")
+# `nbgrader export`: nbgrader's own CSV next to the gradebook, not in the folder it runs in (`--to` still wins);
+# not grades.csv, which is make grade's.
+c.ExportPlugin.to = str(GRADING / "nbgrader_grades.csv")
 # `nbgrader zip_collect <assignment>`: put the LMS zip in build/grading/downloaded/<assignment>/archive/
 c.ZipCollectApp.downloaded_directory = os.path.relpath(GRADING / "downloaded", ROOT)  # nbgrader prefixes the root
 c.FileNameCollectorPlugin.named_regexp = (  # matched from the start of the extracted file's whole path:

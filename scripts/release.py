@@ -7,8 +7,9 @@ of solutions/ (never the working tree), the ``helpers`` package with its weights
 docs/student_README.md), and a pyproject.toml and environment.yml that install ``helpers`` with the student
 dependencies only (not the instructor's or maintainer's extras). Never solutions/, grader_tests/, tests or the
 nbgrader set-up. It refuses when notebooks/ differs from the fresh generation: a working copy with answers or
-outputs, or one not regenerated after an edit of solutions/. The zip is deterministic: sorted entries, fixed
-timestamps and permissions, so two builds of the same tree give identical bytes.
+outputs, or one not regenerated after an edit of solutions/. Its entries are dated when it is built (JupyterLab
+shows each file as modified then), or at ``SOURCE_DATE_EPOCH`` where that is set; otherwise it is deterministic:
+sorted entries, fixed permissions, so two builds of the same tree at the same date give identical bytes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -36,7 +38,6 @@ STUDENT_NAME = "visualizing-cnns-student"
 STUDENT_README = Path("docs") / "student_README.md"
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "grader_tests")
 TEXT_SUFFIXES = {".py", ".ipynb", ".md", ".toml", ".yml", ".yaml", ".txt", ".cfg", ".json"}
-ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 REGENERATE = (
     "run `make notebooks` (it overwrites notebooks/ with fresh student versions; keep your own work elsewhere)"
     " before `make release`"
@@ -208,15 +209,26 @@ def release_files(root: Path) -> dict[str, bytes]:
     return files
 
 
-def write_zip(files: dict[str, bytes], out: Path) -> None:
-    """Write ``files`` to ``out`` deterministically: sorted names, fixed times and permissions, deflated."""
+def build_date(epoch: float | None = None) -> tuple[int, int, int, int, int, int]:
+    """The date of the zip's entries, local time: ``epoch`` (seconds), else ``SOURCE_DATE_EPOCH`` where set (for
+    reproducible builds), else now. Zip dates start in 1980 and count seconds in twos."""
+    if epoch is None:
+        epoch = float(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
+    date = time.localtime(max(epoch, time.mktime((1980, 1, 1, 0, 0, 0, 0, 0, -1))))
+    return (*date[:5], date.tm_sec - date.tm_sec % 2)
+
+
+def write_zip(files: dict[str, bytes], out: Path, date: tuple[int, ...] | None = None) -> None:
+    """Write ``files`` to ``out``: sorted names, every entry dated ``date`` (default :func:`build_date`), fixed
+    permissions, deflated."""
+    date = date or build_date()
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(handle)
     try:
         with zipfile.ZipFile(temporary, "w") as archive:
             for name in sorted(files):
-                info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
+                info = zipfile.ZipInfo(name, date_time=date)
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.create_system = 3  # Unix, so the permissions below are read
                 info.external_attr = 0o100644 << 16

@@ -6,8 +6,8 @@ Writes one HTML page per notebook, every figure embedded, and an ``index.html`` 
 time and main figure, in course order; formulas are typeset by a copy of MathJax in ``mathjax/`` next to them,
 so the folder works offline (:mod:`pages`). ``--only`` executes and renders the named notebooks only (an
 assignment folder such as ``01_autograd``, or a notebook name such as ``autograd``), with an index of those.
-Prints each notebook's time (kernel start included) and two peaks of its kernel's memory: the README's notebook
-figures come from this table. ``peak MiB`` is the resident set (``ru_maxrss``), which also counts the pages of
+Prints each notebook's time (kernel start included) and two peaks of its kernel's memory (docs/benchmarks.md's
+notebook figures come from this table), and, while a notebook runs, a line every ten seconds with the cell it is at. ``peak MiB`` is the resident set (``ru_maxrss``), which also counts the pages of
 torch's shared libraries the kernel has mapped, a number that depends on the page cache (more right after an
 install); ``private MiB`` is the largest anonymous memory (``RssAnon``: heap, tensors, the libraries' own data)
 sampled every 10 ms, the part the notebook's code controls.
@@ -19,6 +19,7 @@ import argparse
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -30,6 +31,7 @@ from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_MEMORY = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"  # KiB on Linux
+PROGRESS_EVERY = 10.0  # seconds between two progress lines inside a notebook
 
 
 def solved_notebooks(only: list[str] | None = None) -> list[Path]:
@@ -81,9 +83,23 @@ class PrivateMemorySampler(threading.Thread):
         self.join()
 
 
-def execute(path: Path) -> tuple[nbformat.NotebookNode, float, float, float]:
+def progress_printer(name: str, every: float = PROGRESS_EVERY) -> Callable[[int, int, float], None]:
+    """A callback for :func:`execute` that prints ``  ... NAME: cell K of N, S s`` at most every ``every`` seconds."""
+    last = [0.0]
+
+    def report(cell: int, cells: int, seconds: float) -> None:
+        if seconds - last[0] >= every:
+            last[0] = seconds
+            print(f"  ... {name}: cell {cell} of {cells}, {seconds:.0f} s", flush=True)
+
+    return report
+
+
+def execute(path: Path, progress: Callable[[int, int, float], None] | None = None,
+            ) -> tuple[nbformat.NotebookNode, float, float, float]:
     """Run a notebook top to bottom in a fresh kernel: (executed notebook, seconds, peak MiB of the kernel's
-    resident set, peak MiB of its private memory)."""
+    resident set, peak MiB of its private memory). ``progress(cell, cells, seconds)`` is called before each cell
+    (1-based) with the seconds since the start."""
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(notebook, timeout=600, kernel_name="python3", config=kernel_config(),
                             shutdown_kernel="immediate",  # nothing the kernel does after its last cell matters
@@ -91,6 +107,8 @@ def execute(path: Path) -> tuple[nbformat.NotebookNode, float, float, float]:
     start = time.perf_counter()
     with client.setup_kernel(), PrivateMemorySampler(client.km.provisioner.pid) as private:
         for index, cell in enumerate(notebook.cells):
+            if progress:
+                progress(index + 1, len(notebook.cells), time.perf_counter() - start)
             client.execute_cell(cell, index)
         seconds = time.perf_counter() - start
         notebook.cells.append(nbformat.v4.new_code_cell(PEAK_MEMORY))  # asked of the same kernel, then dropped
@@ -119,9 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     cards, total = [], 0.0
     print(f"{'notebook':<36}{'seconds':>9}{'peak MiB':>10}{'private MiB':>13}", flush=True)
     for index, path in enumerate(notebooks):
-        notebook, seconds, peak, private = execute(path)
-        total += seconds
         name = f"{path.parent.name}/{path.name}"
+        notebook, seconds, peak, private = execute(path, progress_printer(f"{name} ({index + 1}/{len(notebooks)})"))
+        total += seconds
         print(f"{name:<36}{seconds:>9.1f}{peak:>10.0f}{private:>13.0f}", flush=True)
         if not args.no_html:
             page, title = titles[index]

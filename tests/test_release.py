@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
@@ -19,9 +20,16 @@ release = load_script("release")
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*/*.ipynb"))
 
 
+BUILT_AT: list[float] = []  # when the module's zip was built: (before, after)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return release.build_release(tmp_path_factory.mktemp("release") / "student.zip")
+    BUILT_AT.append(time.time())
+    try:
+        return release.build_release(tmp_path_factory.mktemp("release") / "student.zip")
+    finally:
+        BUILT_AT.append(time.time())
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +43,21 @@ def test_one_top_folder_sorted_entries(built: Path, members: dict[str, bytes]) -
     with zipfile.ZipFile(built) as archive:
         names = archive.namelist()
         assert names == sorted(names)
-        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        dates = {info.date_time for info in archive.infolist()}
+    assert len(dates) == 1  # one date for every entry: when the zip was built, not 1980
+    (date,) = dates
+    built_at = time.mktime((*date, 0, 0, -1))
+    before, after = BUILT_AT
+    assert before - 2 <= built_at <= after, (date, time.localtime(before)[:6])
+
+
+def test_source_date_epoch_dates_the_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(time.mktime((2027, 3, 1, 9, 30, 17, 0, 0, -1)))))
+    assert release.build_date() == (2027, 3, 1, 9, 30, 16)  # zip dates count seconds in twos
+    out = tmp_path / "dated.zip"
+    release.write_zip({"visualizing-cnns/a.txt": b"a", "visualizing-cnns/b.txt": b"b"}, out)
+    with zipfile.ZipFile(out) as archive:
+        assert {info.date_time for info in archive.infolist()} == {(2027, 3, 1, 9, 30, 16)}
 
 
 def test_the_notebooks_exactly_as_committed(members: dict[str, bytes]) -> None:
@@ -111,9 +133,10 @@ def test_environment_yml_tells_students_to_install_the_package(members: dict[str
     assert "pip install -e ." in members[TOP + "environment.yml"].decode("utf-8")
 
 
-def test_two_builds_give_identical_bytes(built: Path, tmp_path: Path) -> None:
-    again = release.build_release(tmp_path / "again.zip")
-    assert again.read_bytes() == built.read_bytes()
+def test_two_builds_at_the_same_date_give_identical_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1796000000")
+    first = release.build_release(tmp_path / "first.zip")
+    assert release.build_release(tmp_path / "again.zip").read_bytes() == first.read_bytes()
 
 
 def test_main_prints_path_count_and_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -137,8 +160,10 @@ def tree(tmp_path: Path) -> Path:
     return root
 
 
-def test_the_scratch_tree_builds_the_same_zip(tree: Path, built: Path) -> None:
-    assert release.build_release(tree / "out.zip", root=tree).read_bytes() == built.read_bytes()
+def test_the_scratch_tree_builds_the_same_zip(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1796000000")
+    same = release.build_release(tmp_path / "from-root.zip").read_bytes()
+    assert release.build_release(tree / "out.zip", root=tree).read_bytes() == same
 
 
 @pytest.mark.parametrize("marker", ["### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS", "grader_tests"])
@@ -203,3 +228,20 @@ def test_refuses_a_working_copy(tree: Path, fill: str | None) -> None:
     with pytest.raises(release.ReleaseError, match=rf"autograd\.ipynb is out of date or edited: cell \d+ .*{expected}"):
         release.build_release(tree / "out.zip", root=tree)
     assert not (tree / "out.zip").exists()
+
+
+def test_the_student_readme_introduces_every_notebook_and_what_to_do_without_helpers(
+        members: dict[str, bytes]) -> None:
+    import re
+
+    readme = members[TOP + "README.md"].decode("utf-8")
+    intro = readme.split("## Set-up")[0]
+    covered = set()
+    for first, last in re.findall(r"\((\d\d)(?:-(\d\d))?\)", intro):
+        covered |= set(range(int(first), int(last or first) + 1))
+    assert covered == set(range(1, len(NOTEBOOKS) + 1))
+    for path in NOTEBOOKS:  # and the table names each notebook's file
+        assert f"`{path.relative_to(ROOT / 'notebooks').as_posix()}`" in readme
+    assert "No module named 'helpers'" in readme and "%pip install -e" in readme
+    for word in ("the seed", "lecture notes", "issue "):
+        assert word not in readme.lower()
