@@ -11,6 +11,7 @@ on nbconvert's ``HTMLExporter``, which both nbgrader's feedback and its formgrad
   sanitiser) keeps text, formulas (``$...$`` is text, MathJax typesets it later), tables, lists, code,
   images (``data:image/...`` included) and links to ``http``, ``https`` and ``mailto``; it removes scripts and
   their text, styles, event handlers, ``javascript:`` and other URL schemes, ``data:`` anywhere but an image,
+  links to a relative path (formgrader serves the files submitted beside a notebook at such paths),
   iframes, objects, embeds, forms and their fields, SVG and MathML, comments; element ids get a ``user-content-``
   prefix (a student's ``id`` cannot shadow a name the page's own scripts use) and in-page links follow it.
 * :class:`SafeMarkdown`, the ``markdown2html`` filter: nbconvert's own Markdown rendering, then
@@ -69,15 +70,22 @@ image runs no script and loads nothing)."""
 URL_ATTRIBUTES = frozenset({"href", "src", "cite"})
 
 
+ABSOLUTE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+
+
 def _url_attribute(element: str, attribute: str, value: str) -> str | None:
-    """nh3's per-attribute hook: ``data:`` URLs only as images, in-page links to the prefixed ids."""
+    """nh3's per-attribute hook: ``data:`` URLs only as images; in-page links to the prefixed ids; no link to a
+    path on the server that shows the page (formgrader serves the files submitted beside a notebook, and a page
+    of those opened from the link would run as the instructor's Jupyter server)."""
     if attribute not in URL_ATTRIBUTES:
         return value
     url = value.strip()
     if url[:5].lower() == "data:":
         return value if element == "img" and attribute == "src" and IMAGE_DATA_URL.match(url) else None
-    if attribute == "href" and url.startswith("#") and not url.startswith("#" + ID_PREFIX):
-        return "#" + ID_PREFIX + url[1:]
+    if attribute == "href" and url.startswith("#"):
+        return url if url.startswith("#" + ID_PREFIX) else "#" + ID_PREFIX + url[1:]
+    if attribute in ("href", "cite") and not ABSOLUTE_URL.match(url):
+        return None
     return value
 
 
