@@ -154,17 +154,23 @@ def test_the_sanitiser_removes_each_vector(hostile, left_out):
     assert not re.search(r"<script|<[^>]*\son\w+\s*=", cleaned, re.IGNORECASE), cleaned
 
 
-@pytest.mark.parametrize("benign, kept", [
-    ("<p>The loss $L = \\sum_i x_i^2$ and $$\\frac{a}{b}$$</p>", "<p>The loss $L = \\sum_i x_i^2$ and $$\\frac{a}{b}$$</p>"),
-    ("<p>$a &lt; b$ &amp; c</p>", "<p>$a &lt; b$ &amp; c</p>"),
-    (f'<img src="data:image/png;base64,{PNG}" alt="dot" width="20">', f'<img src="data:image/png;base64,{PNG}" alt="dot" width="20">'),
-    ("<table><thead><tr><th style=\"text-align: right\">a</th></tr></thead><tbody><tr><td>1</td></tr></tbody></table>",
-     "<table><thead><tr><th style=\"text-align:right\">a</th></tr></thead><tbody><tr><td>1</td></tr></tbody></table>"),
-    ("<ul><li><strong>b</strong> <em>i</em> <code>c</code></li></ul>", "<ul><li><strong>b</strong> <em>i</em> <code>c</code></li></ul>"),
-    ('<div class="highlight"><pre><span class="n">x</span></pre></div>', '<div class="highlight"><pre><span class="n">x</span></pre></div>'),
+UNCHANGED = [
+    "<p>The loss $L = \\sum_i x_i^2$ and $$\\frac{a}{b}$$</p>",
+    "<p>$a &lt; b$ &amp; c</p>",
+    f'<img src="data:image/png;base64,{PNG}" alt="dot" width="20">',
+    "<table><thead><tr><th>a</th></tr></thead><tbody><tr><td>1</td></tr></tbody></table>",
+    "<ul><li><strong>b</strong> <em>i</em> <code>c</code></li></ul>",
+    '<div class="highlight"><pre><span class="n">x</span></pre></div>',
+]
+
+
+@pytest.mark.parametrize("benign, kept", [(html, html) for html in UNCHANGED] + [
+    ('<table><tr><th style="text-align: right; position: fixed">a</th></tr></table>',  # Markdown's alignment
+     '<table><tbody><tr><th style="text-align:right">a</th></tr></tbody></table>'),
     ('<a href="https://pytorch.org">docs</a>', '<a href="https://pytorch.org" rel="noopener noreferrer">docs</a>'),
     ('<h2 id="Results">Results<a class="anchor-link" href="#Results">¶</a></h2>',
-     '<h2 id="user-content-Results">Results<a class="anchor-link" href="#user-content-Results" rel="noopener noreferrer">¶</a></h2>'),
+     '<h2 id="user-content-Results">Results'
+     '<a class="anchor-link" href="#user-content-Results" rel="noopener noreferrer">¶</a></h2>'),
 ])
 def test_the_sanitiser_keeps_formulas_images_tables_and_markdown(benign, kept):
     assert str(clean_html(benign)) == kept
@@ -202,9 +208,30 @@ def test_the_policy_lets_only_the_nonced_scripts_run_and_forbids_plugins_frames_
             "</head><body>@csp-nonce@</body></html>")
     out = with_content_security_policy(page, "N0nce", scripts=2)
     assert out.startswith('<html><head>\n<meta http-equiv="Content-Security-Policy"')
-    assert out.count('nonce="N0nce"') == 2 and out.endswith("<body>@csp-nonce@</body></html>")  # the body's text untouched
+    assert out.count('nonce="N0nce"') == 2
+    assert out.endswith("<body>@csp-nonce@</body></html>")  # the body's text untouched
     with pytest.raises(ValueError, match="Content-Security-Policy"):
         with_content_security_policy(page.replace("<head>", "<head><title>@csp-nonce@</title>"), "N0nce", scripts=2)
+
+
+def test_the_policy_alone_stops_scripts_that_got_past_the_sanitiser(browser, tmp_path):
+    """The second wall: a page with the policy and unsanitised vectors runs only its own nonced script."""
+    hostile = (f"<script>{mark('inline')}</script><img src=x onerror=\"{mark('onerror')}\">"
+               f"<a href=\"javascript:{mark('js-link')}\">click me</a>"
+               f"<iframe srcdoc=\"<script>parent.eval(&quot;{mark('iframe')}&quot;)</script>\"></iframe>"
+               f"<form action=\"javascript:{mark('form')}\"><button>send</button></form>"
+               f"<object data=\"data:text/html,<script>{mark('object')}</script>\"></object>")
+    page_html = with_content_security_policy(
+        '<html><head><script nonce="@csp-nonce@">window.__ours = true</script></head>'
+        f"<body>{hostile}</body></html>", nonce="n0nce", scripts=1)
+    (tmp_path / "page.html").write_text(page_html)
+    context, page, seen = _open(browser, (tmp_path / "page.html").as_uri())
+    with screenshot_on_failure(page, "html-safety-policy"):
+        page.wait_for_timeout(500)
+        _click_what_is_left(page)
+        assert page.evaluate("() => window.__ours") is True
+        assert _fired(page, seen) == set() and seen["dialogs"] == []
+    context.close()
 
 
 # --- a graded hostile submission in the browser --------------------------------------------------------------
