@@ -45,6 +45,7 @@ from grader_tests.judges import verdict
 from grader_tests.judges.records import MAX_RECORD_CHARS, decode
 from grader_tests.kernel.record import RECORD_MIME
 
+from .output_budget import MB, OUTPUT_MESSAGES, OutputBudget, cap_outputs, cap_sources
 from .sandbox import Limits, exit_report_path
 from .sanitize import with_content_security_policy
 
@@ -248,8 +249,9 @@ class GuardedExecute(Execute):
 
     A cell that runs past ``timeout`` is interrupted (nbgrader's default) and the next cells run. If the kernel
     does not answer the interrupt either, or dies, or the notebook exceeds ``notebook_timeout``, the remaining
-    cells are not run and a note says why; the cells before keep their results. Standard output beyond
-    ``max_output_chars`` per cell is dropped while it arrives, so a flood cannot fill the memory.
+    cells are not run and a note says why; the cells before keep their results. Every output is charged to one
+    budget per cell and one per notebook as it arrives (:mod:`grader_tests.engine.output_budget`), whatever its
+    path, and the student's own sources are capped: a graded notebook and its feedback page stay under 10 MB.
 
     What cannot change a grade is skipped unless asked for: figures are not rendered (``figures``, see
     :mod:`grader_tests.figureless_backend`) and the cells after the last autograded test cell are not run
@@ -257,7 +259,10 @@ class GuardedExecute(Execute):
     """
 
     max_output_chars = Integer(20_000, help="stream characters kept per cell").tag(config=True)
-    max_display_bytes = Integer(2_000_000, help="bytes of display data (images, HTML ...) kept per cell").tag(
+    max_cell_output_bytes = Integer(2 * MB, help="bytes of output a cell may add to its feedback page").tag(
+        config=True
+    )
+    max_notebook_output_bytes = Integer(6 * MB, help="bytes of output a notebook may add to its feedback page").tag(
         config=True
     )
     memory_mb = Integer(Limits.memory_mb, help="memory of a sandboxed kernel, its scratch files included (MB)").tag(
@@ -282,15 +287,18 @@ class GuardedExecute(Execute):
 
     def preprocess(self, nb: NotebookNode, resources: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         self._stopped: str | None = None
-        self._chars: dict[int, int] = {}
-        self._display_bytes: dict[int, int] = {}
+        self._budget = OutputBudget(self.max_cell_output_bytes, self.max_notebook_output_bytes, self.max_output_chars)
         self._records: dict[int, int] = {}
         self._started = time.monotonic()
         self._timeouts_in_a_row = 0
         self._messages: list[str] = []
         tests = [index for index, cell in enumerate(nb.cells) if is_autograded_test(cell)]
         self._last = len(nb.cells) if self.every_cell or not tests else tests[-1]
+        locked = {index for index, cell in enumerate(nb.cells) if utils.is_locked(cell) and not utils.is_solution(cell)}
+        self._messages += cap_sources(nb, locked)
         nb, resources = super().preprocess(nb, resources, *args, **kwargs)
+        nb.metadata.pop("widgets", None)  # widget state: no page shows it, and nothing counted it
+        self._messages += cap_outputs(nb, self.max_notebook_output_bytes)  # whatever path an output took
         if any(cell.cell_type == "code" for cell in nb.cells[self._last + 1 :]):
             nb.cells.insert(self._last + 1, _not_run_marker())
         for message in self._messages:  # added afterwards: a new cell during the run would shift the cell loop
@@ -332,33 +340,39 @@ class GuardedExecute(Execute):
             self._timeouts_in_a_row = 0
         return cell, resources
 
-    def output(self, outs: list, msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
-        if msg["msg_type"] in ("display_data", "execute_result", "update_display_data"):
-            data = msg["content"].get("data", {})
-            size = sum(len(value) if isinstance(value, str) else len(json.dumps(value)) for value in data.values())
-            if RECORD_MIME in data:  # judged and removed later; a flood or an oversized one is kept as malformed
-                count = self._records[cell_index] = self._records.get(cell_index, 0) + 1
-                if count > MAX_RECORDS_PER_CELL + 1:
-                    return None
-                if count > MAX_RECORDS_PER_CELL or size > MAX_RECORD_CHARS:
-                    msg = {**msg, "content": {**msg["content"], "data": {RECORD_MIME: "dropped: over the limits"}}}
-            else:
-                before = self._display_bytes.get(cell_index, 0)
-                self._display_bytes[cell_index] = before + size
-                if self._display_bytes[cell_index] > self.max_display_bytes:
-                    if before <= self.max_display_bytes:
-                        outs.append(nbformat.v4.new_output(
-                            "stream", name="stdout",
-                            text=f"\n... display output over {self.max_display_bytes // 1_000_000} MB dropped ...\n"))
-                    return None
-        if msg["msg_type"] == "stream":
-            before = self._chars.get(cell_index, 0)
-            self._chars[cell_index] = before + len(msg["content"].get("text", ""))
-            if self._chars[cell_index] > self.max_output_chars:
-                if before <= self.max_output_chars:
-                    outs.append(nbformat.v4.new_output("stream", name="stdout", text="\n... output truncated ...\n"))
+    def process_message(self, msg: dict[str, Any], cell: NotebookNode, cell_index: int) -> Any:
+        """Every output message, whatever its path (display updates included), is charged to the notebook's
+        :class:`~grader_tests.engine.output_budget.OutputBudget` before nbclient applies it; hidden-check records
+        are kept apart (judged and removed later), a flood or an oversized one kept as malformed."""
+        if msg.get("msg_type") in OUTPUT_MESSAGES:
+            if not _well_formed(msg):
                 return None
-        return super().output(outs, msg, display_id, cell_index)
+            if RECORD_MIME in (msg["content"].get("data") or {}):
+                msg = self._record(msg, cell_index)
+            else:
+                msg, note = self._budget.admit(msg, cell_index, self._copies(msg))
+                if note:
+                    cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text=f"\n{note}\n"))
+            if msg is None:
+                return None
+        return super().process_message(msg, cell, cell_index)
+
+    def _copies(self, msg: dict[str, Any]) -> int:
+        """How many outputs applying ``msg`` writes: one, or every output already shown with its ``display_id``
+        (nbclient rewrites them all), plus the new one unless it is an update."""
+        display_id = (msg["content"].get("transient") or {}).get("display_id")
+        mapped = sum(len(outputs) for outputs in self._display_id_map.get(display_id, {}).values()) if display_id else 0
+        return mapped + (msg["msg_type"] != "update_display_data")
+
+    def _record(self, msg: dict[str, Any], cell_index: int) -> dict[str, Any] | None:
+        """A hidden-check record as a plain display of the record alone (no other data, no ``display_id``)."""
+        count = self._records[cell_index] = self._records.get(cell_index, 0) + 1
+        if count > MAX_RECORDS_PER_CELL + 1:
+            return None
+        payload = msg["content"]["data"][RECORD_MIME]
+        if count > MAX_RECORDS_PER_CELL or not isinstance(payload, str) or len(payload) > MAX_RECORD_CHARS:
+            payload = "dropped: over the limits"
+        return {**msg, "msg_type": "display_data", "content": {"data": {RECORD_MIME: payload}, "metadata": {}}}
 
     def _why_dead(self) -> str:
         """What the sandbox's keeper reported about the kernel's end (it writes the report as the kernel ends)."""
@@ -383,6 +397,15 @@ class GuardedExecute(Execute):
     def _stop(self, reason: str) -> None:
         self._stopped = reason
         self._note(f"{reason}: the cells after it were not run")
+
+
+def _well_formed(msg: dict[str, Any]) -> bool:
+    """Whether an output message has the shape nbclient expects (a kernel can send any JSON)."""
+    content = msg.get("content")
+    if not isinstance(content, dict):
+        return False
+    fields = {"data": dict, "metadata": dict, "transient": dict, "text": str, "traceback": list}
+    return all(content.get(name) is None or isinstance(content[name], kind) for name, kind in fields.items())
 
 
 def _not_run_marker() -> NotebookNode:
