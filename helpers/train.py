@@ -10,7 +10,7 @@ one FGSM step, ``x + fgsm_eps * sign(d loss / dx)`` (Goodfellow et al. 2015), th
 that raises its loss the most, with BatchNorm's statistics frozen (``frozen_epochs``). A model that must
 classify such images cannot rest its score on single-pixel patterns of the clutter: its input gradient becomes
 small off the object, so plain saliency maps find the object (Tsipras et al. 2019; Santurkar et al. 2019).
-Gaussian input noise (``noise_std``) is the other option measured; see the README for what each reached. The
+Gaussian input noise (``noise_std``) is the other option measured; docs/models.md says what each reached. The
 ``standard`` model is trained on clean images only.
 
 Seeded end to end: the same torch build and thread count reproduce the checkpoint bit for bit.
@@ -62,7 +62,7 @@ class TrainConfig:
     """How many of the perturbed epochs, the last ones, train with BatchNorm in eval mode: it normalises with its
     running statistics (from the epochs before), which then stay as they are (its scale and shift still learn), so
     that the network trained on perturbed images is exactly the network that is evaluated. With batch statistics
-    the saliency maps find the object less well (the README's table)."""
+    the saliency maps find the object less well (docs/models.md)."""
 
     image_size: int = IMAGE_SIZE
     """Side of the full-size training images (the crops are windows of scenes of this size)."""

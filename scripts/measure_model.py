@@ -1,4 +1,4 @@
-"""Measure the embedded models against their targets; the README's model figures come from this script.
+"""Measure the embedded models against their targets; docs/models.md's figures come from this script.
 
     python scripts/measure_model.py [--images 2000] [--checkpoint PATH]
 

@@ -1,6 +1,6 @@
 """Notebook 14's fix measured on many scenes: the shortcut model, its last layer retrained by the notebook's own
 ``fine_tune_last_layer`` with a flip only (the control) and with a flip and a random hue (the fix). Prints the
-README's table: accuracy on biased, unbiased, disc-free and wrong-disc scenes, and how often a wrong disc is followed.
+table of docs/models.md: accuracy on biased, unbiased, disc-free and wrong-disc scenes, and how often a wrong disc is followed.
 
     .venv/bin/python scripts/shortcut_fix.py [--scenes 1000] [--seed 1401]   (1-3 minutes on 2 cores)
 """

@@ -7,8 +7,9 @@ time and main figure, in course order; formulas are typeset by a copy of MathJax
 so the folder works offline (:mod:`pages`). ``--only`` executes and renders the named notebooks only (an
 assignment folder such as ``01_autograd``, or a notebook name such as ``autograd``), with an index of those.
 Prints each notebook's time (kernel start included) and two peaks of its kernel's memory (docs/benchmarks.md's
-notebook figures come from this table), and, while a notebook runs, a line every ten seconds with the cell it is at. ``peak MiB`` is the resident set (``ru_maxrss``), which also counts the pages of
-torch's shared libraries the kernel has mapped, a number that depends on the page cache (more right after an
+notebook figures come from this table), and, while a notebook runs, a line every ten seconds with the cell it is
+at. ``peak MiB`` is the resident set (``ru_maxrss``), which also counts the pages of torch's shared libraries the
+kernel has mapped, a number that depends on the page cache (more right after an
 install); ``private MiB`` is the largest anonymous memory (``RssAnon``: heap, tensors, the libraries' own data)
 sampled every 10 ms, the part the notebook's code controls.
 """

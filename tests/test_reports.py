@@ -90,7 +90,8 @@ def test_grades_csv_has_every_student_of_the_download_with_totals_and_maxima_per
               "02_parameters/test_linear_params", "02_parameters/answer_first_linear", "02_parameters/answer_gap",
               "02_parameters", "02_parameters max",
               "06_gradcam/test_class_activation_map", "06_gradcam/test_class_activation_map_side_effects",
-              "06_gradcam/test_vis_gradcam", "06_gradcam/test_vis_gradcam_hooks", "06_gradcam/test_vis_gradcam_no_grads",
+              "06_gradcam/test_vis_gradcam", "06_gradcam/test_vis_gradcam_hooks",
+              "06_gradcam/test_vis_gradcam_no_grads",
               "06_gradcam/test_vis_gradcam_mode", "06_gradcam/answer_relu", "06_gradcam/answer_cam_gradcam",
               "06_gradcam/answer_pooling", "06_gradcam", "06_gradcam max",
               "total", "max", "needs manual grading", "notes"]
