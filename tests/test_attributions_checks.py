@@ -101,7 +101,12 @@ def test_noise_from_the_global_generator_is_rejected():
         return grader.class_gradients(model, image + noise, class_idx).mean(0)
 
     reason = _judged(probes.check_smoothgrad, global_noise)
-    assert reason is not None and "wrong values" in reason
+    assert reason is not None and "draw the noise from the generator" in reason
+    assert _judged(probes.check_smoothgrad_side_effects, global_noise) is None  # one mistake, one cell
+    torch.manual_seed(3)
+    state = torch.random.get_rng_state()
+    probes.check_smoothgrad.probe(grader.smoothgrad)
+    assert torch.equal(torch.random.get_rng_state(), state), "the probe leaves the kernel's global generator as it was"
 
 
 def test_ig_left_riemann_sum_and_a_missing_input_difference_are_rejected():

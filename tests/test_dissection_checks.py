@@ -93,6 +93,14 @@ def test_hidden_thresholds_equal_no_activation():
         assert torch.equal(up >= t.view(1, -1, 1, 1), up > t.view(1, -1, 1, 1))
 
 
+def test_all_the_upsampled_maps_at_once_fail_the_memory_bound_and_chunks_of_8_pass():
+    verdict = _judge("check_dissection_iou", _iou_observations(grader.dissection_iou))  # right values, all at once
+    assert verdict is not None and "MB in one tensor" in verdict and "chunks" in verdict, verdict
+    in_float64 = lambda a, t, m: chunked_reference(a.double(), t, m, chunk=8)  # noqa: E731
+    assert _judge("check_dissection_iou", _iou_observations(in_float64)) is None
+    assert probes.upsampled_bytes() == 96 * 64 * 64 * 64 * 4  # the 100 MB the text quotes
+
+
 @pytest.mark.parametrize("mistake", range(len(grader.IOU_MISTAKES)), ids=[m for _, m in grader.IOU_MISTAKES])
 def test_every_named_mistake_differs_from_the_reference_on_some_hidden_case(mistake):
     variant, _ = grader.IOU_MISTAKES[mistake]
@@ -121,9 +129,18 @@ def _threshold_observations(function) -> dict:
 
 
 def _iou_observations(function) -> dict:
-    return {"cases": [{"call": call(function, case["activations"], case["thresholds"], case["masks"]),
-                       "activations": case["activations"], "thresholds": case["thresholds"], "masks": case["masks"]}
-                      for case in probes.iou_cases()]}
+    return probes.check_dissection_iou.probe(function)
+
+
+def chunked_reference(activations, thresholds, masks, chunk=8):
+    """The reference IoU, its sums taken over chunks of ``chunk`` images (as the text asks)."""
+    intersection = union = 0
+    for start in range(0, len(activations), chunk):
+        part = slice(start, start + chunk)
+        units = grader.unit_masks(activations[part], thresholds, tuple(masks.shape[-2:]))
+        i, u = grader._counts(units, masks[part].bool(), (0, 3, 4))
+        intersection, union = intersection + i, union + u
+    return intersection / union.clamp_min(1)
 
 
 def _flat(a: torch.Tensor) -> torch.Tensor:
@@ -174,7 +191,7 @@ def test_threshold_mistakes_fail_with_their_name(label):
 
 
 def test_the_reference_passes_and_a_changed_input_fails():
-    assert _judge("check_dissection_iou", _iou_observations(grader.dissection_iou)) is None
+    assert _judge("check_dissection_iou", _iou_observations(chunked_reference)) is None
     assert _judge("check_unit_thresholds", _threshold_observations(grader.unit_thresholds)) is None
 
     def in_place(activations, q=0.995):
@@ -186,6 +203,14 @@ def test_the_reference_passes_and_a_changed_input_fails():
         outcome = call(in_place, case["activations"], case["q"])
         observations["cases"].append({"call": outcome, "activations": case["activations"]})
     assert "changes the activations" in _judge("check_unit_thresholds", observations)
+
+
+def test_all_the_upsampled_maps_at_once_fail_the_memory_bound_and_chunks_of_8_pass():
+    verdict = _judge("check_dissection_iou", _iou_observations(grader.dissection_iou))  # right values, all at once
+    assert verdict is not None and "MB in one tensor" in verdict and "chunks" in verdict, verdict
+    in_float64 = lambda a, t, m: chunked_reference(a.double(), t, m, chunk=8)  # noqa: E731
+    assert _judge("check_dissection_iou", _iou_observations(in_float64)) is None
+    assert probes.upsampled_bytes() == 96 * 64 * 64 * 64 * 4  # the 100 MB the text quotes
 
 
 @pytest.mark.parametrize("mistake", range(len(grader.IOU_MISTAKES)), ids=[m for _, m in grader.IOU_MISTAKES])

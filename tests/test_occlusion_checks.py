@@ -125,3 +125,21 @@ def test_a_wrong_shape_or_a_numpy_array_is_named():
     reason = _judged(probes.check_occlusion_map, lambda drops, window, stride, size: grader.occlusion_map(
         drops, window, stride, size).numpy())
     assert reason is not None and "torch.Tensor" in reason
+
+
+def test_a_deep_copy_of_the_model_in_eval_mode_passes_and_in_place_occlusion_costs_the_value_cell_only():
+    import copy
+
+    def on_a_copy(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
+        return grader.occlusion_drops(copy.deepcopy(model).eval(), image, class_idx, window, stride, fill, batch_size)
+
+    assert _judged(probes.check_occlusion_drops_batched, on_a_copy) is None
+    assert _judged(probes.check_occlusion_drops, on_a_copy) is None
+
+    def in_place(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
+        drops = grader.occlusion_drops(model, image, class_idx, window, stride, fill, batch_size)
+        image[:, :window, :window] = fill
+        return drops
+
+    assert "caller's image" in _judged(probes.check_occlusion_drops, in_place)
+    assert _judged(probes.check_occlusion_drops_batched, in_place) is None

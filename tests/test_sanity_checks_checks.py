@@ -258,3 +258,44 @@ def test_the_notebooks_cascade_randomises_cumulatively_from_the_top_and_leaves_t
             for name in random - set(blocks[k]):
                 for key, value in net.get_submodule(name).state_dict().items():
                     assert torch.equal(value, copies[k - 1].get_submodule(name).state_dict()[key])
+
+
+# --- signed maps, copies of the model, float32 fractions -------------------------------------------------------
+
+
+def test_the_hidden_maps_are_signed_so_ranking_by_magnitude_fails_with_its_name():
+    for index in range(len(probes.CURVE_CASES)):
+        saliency = probes.curve_case(index)[3]
+        assert (saliency < 0).float().mean() > 0.4 and (saliency > 0).float().mean() > 0.4
+
+    def by_magnitude(model, start, end, saliency, class_idx, step, batch_size=16):
+        return grader.perturbation_curve(model, start, end, saliency.abs(), class_idx, step, batch_size)
+
+    message = _judged(probes.check_perturbation_curve, by_magnitude)
+    assert message is not None and "|saliency|" in message, message
+
+
+def test_a_deep_copy_of_the_model_in_eval_mode_passes_the_batching_check():
+    import copy
+
+    def on_a_copy(model, start, end, saliency, class_idx, step, batch_size=16):
+        return grader.perturbation_curve(copy.deepcopy(model).eval(), start, end, saliency, class_idx, step, batch_size)
+
+    assert _judged(probes.check_perturbation_curve_batched, on_a_copy) is None
+    assert _judged(probes.check_perturbation_curve, on_a_copy) is None
+
+
+def test_float32_fractions_pass_and_the_tolerance_is_derived_from_float32():
+    def float32_fractions(curve, step, pixels):
+        fractions = torch.tensor([min(k * step, pixels) / pixels for k in range(len(curve))], dtype=torch.float32)
+        return float(torch.trapezoid(curve.float(), fractions))
+
+    assert _judged(probes.check_curve_area, float32_fractions) is None
+    worst = max(abs(float32_fractions(*probes.area_curve(i)) - float(grader.curve_area(*probes.area_curve(i))))
+                / grader.area_tolerance(probes.area_curve(i)[0]) for i in range(len(probes.AREA_CASES)))
+    assert 0 < worst < 1  # float32 rounding shows, and stays inside the bound
+
+    def off_by_the_tolerance(curve, step, pixels):
+        return float(grader.curve_area(curve, step, pixels)) + 2 * grader.area_tolerance(curve)
+
+    assert "wrong values" in _judged(probes.check_curve_area, off_by_the_tolerance)

@@ -86,6 +86,7 @@ class GradedCell:
     grade_id: str
     points: float
     calls: tuple[HiddenCall, ...]
+    visible: str = ""  # the cell as the student sees it: the hidden block removed
 
     def checks(self, function: str) -> bool:
         return any(function in call.args for call in self.calls)
@@ -94,6 +95,11 @@ class GradedCell:
 def _hidden_block(source: str) -> str:
     start, end = source.index("### BEGIN HIDDEN TESTS"), source.index("### END HIDDEN TESTS")
     return source[start:end]
+
+
+def _visible_part(source: str) -> str:
+    start, end = source.index("### BEGIN HIDDEN TESTS"), source.index("### END HIDDEN TESTS")
+    return source[:start] + source[end + len("### END HIDDEN TESTS"):]
 
 
 def _hidden_calls(source: str) -> tuple[HiddenCall, ...]:
@@ -119,7 +125,8 @@ def _read(notebook: str) -> tuple[tuple[GradedCell, ...], tuple[str, ...]]:
         if cell.cell_type != "code":
             continue
         if meta.get("grade") and not meta.get("solution"):
-            graded.append(GradedCell(meta["grade_id"], float(meta["points"]), _hidden_calls(cell.source)))
+            graded.append(GradedCell(meta["grade_id"], float(meta["points"]), _hidden_calls(cell.source),
+                                     _visible_part(cell.source)))
         elif meta.get("solution"):
             solutions.append(cell.source)
     return tuple(graded), tuple(solutions)
@@ -136,21 +143,79 @@ def solution_source(function: str) -> str:
     return source
 
 
+_BASE = {
+    "copy": copy, "functools": functools, "np": np, "torch": torch, "F": F, "nn": nn, "plt": plt,
+    "helpers": helpers, "plot_activations": plot_activations,
+}
+"""The imports every case's cell may use."""
+
+
 def namespace(function: str, student_source: str) -> dict:
     """The notebook's globals as its graded cells see them, with the student's cell run last."""
-    ns = {
-        "__name__": "__main__",
-        "copy": copy, "functools": functools, "np": np, "torch": torch, "F": F, "nn": nn, "plt": plt,
-        "helpers": helpers, "plot_activations": plot_activations,
-    }
+    ns = {"__name__": "__main__", **_BASE}
     for source in _read(NOTEBOOK_OF[function])[1]:
         exec(compile(source, "<solution cell>", "exec"), ns)  # noqa: S102 - the course's own solution cells
     exec(compile(textwrap.dedent(student_source), f"<student's {function}>", "exec"), ns)  # noqa: S102
     return ns
 
 
+VISIBLE_NOTEBOOKS = ("07", "08", "09", "10", "11", "12", "13", "14")
+"""Notebooks whose cases also run the visible part of each graded cell, in the notebook's own globals."""
+
+
+@functools.lru_cache(maxsize=1)
+def _notebook_globals(notebook: str) -> dict:
+    """The globals of a solved notebook as its last graded cell sees them: every code cell before it run in order
+    (solution cells, the visible parts of test cells, set-up and figures), in this process."""
+    nb = nbformat.read(NOTEBOOKS[notebook], as_version=4)
+    cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    graded = [i for i, cell in enumerate(cells) if cell.metadata.get("nbgrader", {}).get("grade")
+              and not cell.metadata["nbgrader"].get("solution")]
+    ns: dict = {"__name__": "__main__"}
+    with torch.random.fork_rng():
+        for cell in cells[: graded[-1]]:
+            source = _visible_part(cell.source) if "### BEGIN HIDDEN TESTS" in cell.source else cell.source
+            exec(compile(source, f"<{notebook} cell>", "exec"), ns)  # noqa: S102 - the course's own notebook
+    plt.close("all")
+    return ns
+
+
+def _fresh(value):
+    """A private copy of the notebook's models and tensors, so a student's mistake in one case cannot leak into
+    the next; everything else shared."""
+    if isinstance(value, (nn.Module, torch.Tensor)) or type(value).__module__.startswith("helpers"):
+        try:
+            return copy.deepcopy(value)
+        except Exception:  # noqa: BLE001 - an object that cannot be copied is shared
+            return value
+    return value
+
+
+def visible_verdicts(function: str, student_source: str) -> dict[str, str | None]:
+    """Each graded cell checking ``function``: ``None`` if its visible part passes with the student's cell, else
+    the error it shows (an assertion's message, or the exception's name and text)."""
+    notebook = NOTEBOOK_OF[function]
+    ns = {name: _fresh(value) for name, value in _notebook_globals(notebook).items()}
+    for name, value in _BASE.items():  # the imports the table's cells take for granted
+        ns.setdefault(name, value)
+    exec(compile(textwrap.dedent(student_source), f"<student's {function}>", "exec"), ns)  # noqa: S102
+    verdicts: dict[str, str | None] = {}
+    with torch.random.fork_rng():
+        for cell in graded_cells(function):
+            try:
+                exec(compile(cell.visible, f"<visible {cell.grade_id}>", "exec"), ns)  # noqa: S102
+                verdicts[cell.grade_id] = None
+            except AssertionError as failure:
+                verdicts[cell.grade_id] = f"visible check: {failure}"
+            except Exception as error:  # noqa: BLE001 - nbgrader scores any error as a failed cell
+                verdicts[cell.grade_id] = f"visible check: {type(error).__name__}: {error}"
+    plt.close("all")
+    return verdicts
+
+
 def score(function: str, student_source: str) -> dict[str, str | None]:
-    """Each graded cell checking ``function``: ``None`` if its hidden checks pass, else the first message."""
+    """Each graded cell checking ``function``: ``None`` if it passes, else its message: the first hidden check's
+    that fails, else (notebooks 07-14) the visible part's, as nbgrader would score the cell."""
     ns = namespace(function, student_source)
     verdicts: dict[str, str | None] = {}
     for cell in graded_cells(function):
@@ -163,6 +228,10 @@ def score(function: str, student_source: str) -> dict[str, str | None]:
                 verdicts[cell.grade_id] = str(failure)
                 break
     plt.close("all")
+    if NOTEBOOK_OF[function] in VISIBLE_NOTEBOOKS:
+        for grade_id, message in visible_verdicts(function, student_source).items():
+            if verdicts[grade_id] is None:
+                verdicts[grade_id] = message
     return verdicts
 
 
@@ -1669,7 +1738,7 @@ ALTERNATIVES["knn_accuracy"] = {
             classifier.fit(train_feats.double().numpy(), train_labels.numpy())
             return float(classifier.score(test_feats.double().numpy(), test_labels.numpy()))
         """,
-    "a Counter, most_common on sorted labels; a one-element tensor": """
+    "a Counter, most_common on sorted labels, float() of the mean": """
         def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k, metric="cosine"):
             from collections import Counter
 
@@ -1679,7 +1748,7 @@ ALTERNATIVES["knn_accuracy"] = {
                 counts = Counter(sorted(row))
                 best = max(counts.values())
                 predicted.append(min(label for label, count in counts.items() if count == best))
-            return (torch.tensor(predicted) == test_labels).double().mean()
+            return float((torch.tensor(predicted) == test_labels).double().mean())
         """,
     "scatter_add_ of votes": """
         def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k, metric="cosine"):
@@ -2695,6 +2764,222 @@ BUGS["augmentation"] = {
         """, {"test_augmentation": "cuts most of the object out"}),
 }
 
+# --- more alternatives and bugs for 07-14: at least four of each per graded function -----------------------------
+
+ALTERNATIVES["top_patches"]["adaptive_max_pool2d with indices, a zero canvas per patch"] = """
+        def top_patches(activations, images, field, k):
+            size, jump, start = field
+            n, h, w = activations.shape
+            peaks, where = F.adaptive_max_pool2d(activations[:, None], 1, return_indices=True)
+            peaks, where = peaks.flatten(), where.flatten()
+            scores, order = torch.sort(peaks, descending=True, stable=True)
+            scores, order = scores[:k], order[:k]
+            rows, columns = where[order] // w, where[order] % w
+            patches = torch.zeros(k, images.shape[1], size, size, dtype=images.dtype)
+            for i in range(k):
+                top, left = start + int(rows[i]) * jump, start + int(columns[i]) * jump
+                for r in range(max(0, -top), min(size, images.shape[-2] - top)):
+                    c0, c1 = max(0, -left), min(size, images.shape[-1] - left)
+                    patches[i, :, r, c0:c1] = images[order[i], :, top + r, left + c0 : left + c1]
+            return patches, scores, torch.stack([order, rows, columns], dim=1)
+        """
+BUGS["top_patches"]["each chosen image's map set to -inf in the caller's activations"] = ("""
+        def top_patches(activations, images, field, k):
+            size, jump, start = field
+            w = activations.shape[-1]
+            chosen = []
+            for _ in range(k):  # the strongest image, then it is struck out
+                n = int(activations.flatten(1).amax(1).argmax())
+                flat = int(activations[n].flatten().argmax())
+                chosen.append((float(activations[n].flatten()[flat]), n, flat // w, flat % w))
+                activations[n] = float("-inf")
+            padded = F.pad(images, (size, size, size, size))
+            patches = torch.stack([padded[n, :, start + r * jump + size:start + r * jump + 2 * size,
+                                          start + c * jump + size:start + c * jump + 2 * size] for _, n, r, c in chosen])
+            scores = torch.tensor([s for s, *_ in chosen], dtype=activations.dtype)
+            return patches, scores, torch.tensor([(n, r, c) for _, n, r, c in chosen])
+        """, {"test_top_patches": "changes the activations"})
+
+BUGS["knn_accuracy"]["a one-element tensor, not a Python float"] = ("""
+        def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k, metric="cosine"):
+            indices, _ = nearest_neighbours(test_feats, train_feats, k, metric)
+            votes = F.one_hot(train_labels[indices], int(train_labels.max()) + 1).sum(1)
+            return (votes.argmax(1) == test_labels).double().mean()
+        """, {"test_knn_accuracy": "python float"})
+
+# dissection_iou: "all at once" is the mistake the text forbids, not an alternative
+BUGS["dissection_iou"]["all images at once, einsum over floats"] = (
+    ALTERNATIVES["dissection_iou"].pop("all images at once, einsum over floats"),
+    {"test_dissection_iou": "MB in one tensor"})
+ALTERNATIVES["dissection_iou"]["chunks of 8 in float64, logical_and and logical_or counted per pair"] = """
+        def dissection_iou(activations, thresholds, concept_masks):
+            k, c = len(thresholds), concept_masks.shape[1]
+            inter = torch.zeros(k, c, dtype=torch.float64)
+            union = torch.zeros(k, c, dtype=torch.float64)
+            for start in range(0, len(activations), 8):
+                a = activations[start : start + 8].double()
+                up = F.interpolate(a, size=concept_masks.shape[-2:], mode="bilinear", align_corners=False)
+                on = up >= thresholds.double().view(1, -1, 1, 1)
+                masks = concept_masks[start : start + 8]
+                for unit in range(k):
+                    for concept in range(c):
+                        inter[unit, concept] += torch.logical_and(on[:, unit], masks[:, concept]).sum()
+                        union[unit, concept] += torch.logical_or(on[:, unit], masks[:, concept]).sum()
+            return torch.where(union > 0, inter / union.clamp_min(1), torch.zeros_like(union))
+        """
+
+ALTERNATIVES["nearest_neighbours"]["the hint's torch.cdist for L2, 1 - cosine_similarity, argsort stable"] = """
+        def nearest_neighbours(query, gallery, k, metric="cosine"):
+            if metric == "l2":
+                d = torch.cdist(query, gallery)
+            elif metric == "cosine":
+                d = 1 - F.cosine_similarity(query[:, None, :], gallery[None, :, :], dim=-1)
+            else:
+                raise ValueError(f"unknown metric {metric!r}")
+            order = torch.argsort(d, dim=1, stable=True)[:, :k]
+            return order, torch.gather(d, 1, order)
+        """
+
+ALTERNATIVES["fool"]["torch.func.grad of the target logit, clamp with tensor bounds, the mode by hand"] = """
+        def fool(model, image, target, step, max_steps):
+            low, high = PIXEL_LOW.to(image.dtype), PIXEL_HIGH.to(image.dtype)
+            was_training = model.training
+            model.eval()
+            try:
+                logit = lambda x: model(x[None])[0, target]
+                x = image.detach().clone()
+                for n in range(max_steps):
+                    with torch.no_grad():
+                        if model(x[None]).argmax(1).item() == target:
+                            return x, n
+                    grad = torch.func.grad(logit)(x).detach()
+                    x = torch.clamp(x + step * grad / grad.norm(), low, high).detach()
+                return x, max_steps
+            finally:
+                model.train(was_training)
+        """
+
+ALTERNATIVES["occlusion_drops"]["a deep copy of the model in eval mode, the caller's model untouched"] = """
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
+            net = copy.deepcopy(model).eval()
+            h, w = image.shape[-2:]
+            rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
+            corners = [(r * stride, c * stride) for r in range(rows) for c in range(cols)]
+            with torch.no_grad():
+                clean = net(image[None])[0, class_idx]
+                scores = []
+                for i in range(0, len(corners), batch_size):
+                    batch = image.repeat(len(corners[i : i + batch_size]), 1, 1, 1)
+                    for copy_, (top, left) in zip(batch, corners[i : i + batch_size]):
+                        copy_[:, top : top + window, left : left + window] = fill
+                    scores.append(net(batch)[:, class_idx])
+            return (clean - torch.cat(scores)).view(rows, cols)
+        """
+BUGS["occlusion_drops"]["the caller's image occluded in place, one window after the other"] = ("""
+        def occlusion_drops(model, image, class_idx, window, stride, fill=0.0, batch_size=8):
+            h, w = image.shape[1:]
+            rows, cols = -(-(h - window) // stride) + 1, -(-(w - window) // stride) + 1
+            with helpers.evaluating(model), torch.no_grad():
+                clean = model(image[None])[0, class_idx]
+                copies = []
+                for n in range(rows * cols):
+                    r, c = divmod(n, cols)
+                    image[:, r * stride : r * stride + window, c * stride : c * stride + window] = fill
+                    copies.append(image.clone())
+                scores = torch.cat([model(b)[:, class_idx] for b in torch.stack(copies).split(batch_size)])
+            return (clean - scores).view(rows, cols)
+        """, {"test_occlusion_drops": "caller's image"})
+
+ALTERNATIVES["occlusion_map"]["separable counts (rows times columns), sums with index_add_"] = """
+        def occlusion_map(drops, window, stride, size):
+            rows, cols = drops.shape
+            cover_r = torch.zeros(rows, size[0], dtype=drops.dtype)
+            cover_c = torch.zeros(cols, size[1], dtype=drops.dtype)
+            for r in range(rows):
+                cover_r[r, r * stride : r * stride + window] = 1
+            for c in range(cols):
+                cover_c[c, c * stride : c * stride + window] = 1
+            sums = cover_r.T @ drops @ cover_c
+            counts = cover_r.sum(0)[:, None] * cover_c.sum(0)[None, :]
+            return sums / counts
+        """
+
+ALTERNATIVES["smoothgrad"]["torch.func: vmap of grad over the noisy copies"] = """
+        def smoothgrad(model, image, class_idx, samples, sigma, generator):
+            noise = sigma * torch.randn((samples, *image.shape), generator=generator, dtype=image.dtype)
+            with helpers.evaluating(model):
+                score = lambda x: model(x[None])[0, class_idx]
+                grads = torch.func.vmap(torch.func.grad(score))(image.detach() + noise)
+            return grads.mean(0).detach()
+        """
+BUGS["smoothgrad"]["the generator ignored: noise from the global generator"] = (_smoothgrad(
+    "torch.randn((samples, *image.shape), generator=generator, dtype=image.dtype)",
+    "torch.randn((samples, *image.shape), dtype=image.dtype)"), {"test_smoothgrad": "from the generator"})
+
+ALTERNATIVES["integrated_gradients"]["torch.func.grad per path point, trapezoid-free midpoints in float64"] = """
+        def integrated_gradients(model, image, class_idx, baseline, steps):
+            with helpers.evaluating(model):
+                score = lambda x: model(x[None])[0, class_idx]
+                total = torch.zeros_like(image, dtype=torch.float64)
+                for k in range(steps):
+                    alpha = (k + 0.5) / steps
+                    total += torch.func.grad(score)(baseline + alpha * (image - baseline)).detach().double()
+            return ((image - baseline).double() * total / steps).to(image.dtype)
+        """
+
+ALTERNATIVES["perturbation_curve"]["a deep copy in eval mode, the order from a stable descending sort"] = """
+        def perturbation_curve(model, start, end, saliency, class_idx, step, batch_size=16):
+            net = copy.deepcopy(model).eval()
+            n = saliency.numel()
+            _, order = torch.sort(saliency.flatten(), descending=True, stable=True)
+            flat_start, flat_end = start.flatten(1), end.flatten(1)
+            images = []
+            for k in range(-(-n // step) + 1):
+                image = flat_start.clone()
+                chosen = order[: min(k * step, n)]
+                image[:, chosen] = flat_end[:, chosen]
+                images.append(image.view_as(start))
+            with torch.no_grad():
+                return torch.cat([net(torch.stack(images[i : i + batch_size])).softmax(-1)[:, class_idx]
+                                  for i in range(0, len(images), batch_size)])
+        """
+BUGS["perturbation_curve"]["the caller's start changed in place, step after step"] = (
+    BUGS["perturbation_curve"]["the caller's start changed in place, step after step"][0],
+    {"test_perturbation_curve": "caller's"})
+BUGS["perturbation_curve"]["pixels ranked by |saliency|"] = (_curve(
+    "torch.argsort(saliency.flatten(), descending=True)", "torch.argsort(saliency.flatten().abs(), descending=True)"),
+    {"test_perturbation_curve": "|saliency|"})
+
+ALTERNATIVES["curve_area"]["the hint's torch.trapezoid, the fractions in float32"] = """
+        def curve_area(curve, step, pixels):
+            fractions = torch.tensor([min(k * step, pixels) / pixels for k in range(len(curve))])
+            return float(torch.trapezoid(curve, fractions.to(curve.dtype)) if curve.dtype == torch.float32
+                         else torch.trapezoid(curve.float(), fractions))
+        """
+
+ALTERNATIVES["locate_cue"]["unfold into cells, nan_to_num of the shares"] = """
+        def locate_cue(maps, grid):
+            n, h, w = maps.shape
+            cells = F.unfold(maps[:, None].double(), kernel_size=(h // grid, w // grid), stride=(h // grid, w // grid))
+            sums = cells.sum(1)  # (n, grid * grid), row-major cells
+            shares = torch.nan_to_num(sums / sums.sum(1, keepdim=True), nan=0.0)
+            best = int(torch.argmax(shares.mean(0)))
+            return best // grid, best % grid
+        """
+ALTERNATIVES["cue_class"]["a boolean cell mask and torch.where, a deep copy in eval mode, batches of 4"] = """
+        def cue_class(model, images, cell, grid):
+            net = copy.deepcopy(model).eval()
+            h, w = images.shape[-2] // grid, images.shape[-1] // grid
+            inside = torch.zeros(images.shape[-2:], dtype=torch.bool)
+            inside[cell[0] * h : (cell[0] + 1) * h, cell[1] * w : (cell[1] + 1) * w] = True
+            found = []
+            with torch.no_grad():
+                for batch in images.split(4):
+                    drops = net(batch) - net(torch.where(inside, torch.zeros_like(batch), batch))
+                    found.append(drops.argmax(dim=1))
+            return torch.cat(found)
+        """
+
 # --- the cases ------------------------------------------------------------------------------------------------
 
 XFAIL: dict[str, str] = {}  # "function/kind/label": the reason (a finding the checks do not handle yet)
@@ -2747,9 +3032,10 @@ def test_the_table_covers_every_graded_function_and_cell() -> None:
         assert cells, notebook
         checked = {grade_id for f in functions for grade_id in (c.grade_id for c in graded_cells(f))}
         assert checked == {cell.grade_id for cell in cells}, f"{notebook}: graded cells of no listed function"
+        least = 4 if notebook >= "07" else 3  # 07-14: at least four correct alternatives and four bugs each
         for function in functions:
-            assert len(ALTERNATIVES[function]) >= 3, function
-            assert len(BUGS[function]) >= 3, function
+            assert len(ALTERNATIVES[function]) >= least, function
+            assert len(BUGS[function]) >= least, function
             lost_cells = {grade_id for _, lost in BUGS[function].values() for grade_id in lost}
             assert lost_cells, function
             for _, lost in BUGS[function].values():

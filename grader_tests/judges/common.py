@@ -103,7 +103,7 @@ def assert_batched(batches: list[int], images: int, batch_size: int, what: str, 
     shorter last batch)."""
     batches = [int(b) for b in batches]
     if not batches:
-        raise AssertionError(f"{what} never called the model it was given")
+        raise AssertionError(f"{what} never called the model it was given (nor a copy of it)")
     if max(batches) > batch_size:
         raise AssertionError(f"{what} called the model with {max(batches)} images at once; batch_size was {batch_size}")
     allowed = -(-images // batch_size) + extra_calls

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from grader_tests.kernel.dissection import iou_cases, threshold_cases
+from grader_tests.kernel.dissection import iou_cases, threshold_cases, upsampled_bytes
 from grader_tests.kernel.record import Observations
 
 from . import judge
@@ -190,7 +190,8 @@ def check_unit_thresholds(observations: Observations) -> None:
 @judge
 def check_dissection_iou(observations: Observations) -> None:
     """The dataset-wide IoU of each unit's thresholded, bilinearly upsampled maps with each concept, inputs
-    unchanged; a known mistake is named."""
+    unchanged, a known mistake named; and no tensor over a quarter of all the upsampled maps of a larger dataset
+    (the text: chunks of a few images, never all of the upsampled maps at once)."""
     for case, seen in zip(iou_cases(), observations["cases"], strict=True):
         what = f"dissection_iou on {case['what']}"
         value = returned(seen["call"], what)
@@ -214,4 +215,14 @@ def check_dissection_iou(observations: Observations) -> None:
         raise AssertionError(
             f"{what}: wrong IoU (upsample each map bilinearly to the masks' size, threshold it at the unit's T_k, and "
             "divide the intersections summed over the dataset by the unions summed over the dataset)"
+        )
+    memory = observations.get("memory", {})
+    if not memory.get("ran"):
+        raise AssertionError("dissection_iou fails on a dataset of 96 images (64 units, masks of 64x64)")
+    bound = upsampled_bytes() / 4
+    if memory["largest"] > bound:
+        raise AssertionError(
+            f"dissection_iou holds {memory['largest'] / 2**20:.0f} MB in one tensor on 96 images whose upsampled "
+            f"maps take {upsampled_bytes() / 2**20:.0f} MB in all: work through the images in chunks of a few, never "
+            f"all of the upsampled maps at once (at most {bound / 2**20:.0f} MB in one tensor here)"
         )

@@ -74,7 +74,9 @@ def occlusion_map(drops: torch.Tensor, window: int, stride: int, size: tuple[int
 
 @judge
 def check_occlusion_drops(observations: Observations) -> None:
-    """Values of ``occlusion_drops`` on hidden models and images (clipped windows, non-square, fills, float64)."""
+    """Values of ``occlusion_drops`` on hidden models and images (clipped windows, non-square, fills, float64),
+    and the caller's image left as it was (the side effect of this cell: occluding the caller's image in place
+    also gives wrong values, so it costs this cell alone)."""
     for index, outcome in enumerate(observations["drops"]):
         if index >= len(DROP_CASES):
             break
@@ -87,6 +89,8 @@ def check_occlusion_drops(observations: Observations) -> None:
         limits = tolerance(expected)
         limits["atol"] = max(limits["atol"], (1e-9 if expected.dtype == torch.float64 else 1e-5) * float(scale))
         actual = returned(outcome, what)
+        if index < len(observations["inputs"]):
+            assert_input_untouched(observations["inputs"][index], image, what)
         if matches_mistake(actual, -expected, limits):
             raise AssertionError(f"{what} has the sign reversed: the drop is s_y(image) - s_y(occluded image)")
         assert_tensor_close(actual, expected, what, **limits)
@@ -96,13 +100,12 @@ def check_occlusion_drops(observations: Observations) -> None:
 
 @judge
 def check_occlusion_drops_batched(observations: Observations) -> None:
-    """``occlusion_drops`` computes in eval mode and restores the modes, leaves the caller's image as it was, and
-    calls the model with at most ``batch_size`` images at a time, in as few calls as that allows (one more for
-    the clean image is fine). No reference: wrong values are the cell of ``check_occlusion_drops``."""
+    """``occlusion_drops`` computes in eval mode and restores the modes, and calls the model (or a copy of it)
+    with at most ``batch_size`` images at a time, in as few calls as that allows (one more for the clean image is
+    fine). No reference: wrong values and the caller's image are the cell of ``check_occlusion_drops``."""
     _, image, _, window, stride, _, batch_size = drop_case(1)
     what = "occlusion_drops"
     assert_computed_in_eval_mode(observations, what)
-    assert_input_untouched(observations["input"], image, what)
     copies = positions(image.shape[-2], window, stride) * positions(image.shape[-1], window, stride)
     assert_batched(observations["batches"], copies, batch_size, what, "occluded copies", extra_calls=1)  # + clean
 

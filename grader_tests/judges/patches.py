@@ -196,11 +196,11 @@ def check_top_patches(observations: Observations) -> None:
 @judge
 def check_top_patches_crops(observations: Observations) -> None:
     """Patches on maps and images the student never saw: the field of each returned position (or of the right
-    one), ``size x size``, 0 outside the image."""
+    one), ``size x size``, 0 outside the image. The inputs left unchanged are :func:`check_top_patches`'s
+    business (its visible check asserts it): one mistake, one cell."""
     for case, seen in zip(patch_cases(), observations["cases"], strict=True):
         what = f"top_patches on {case['what']}"
         patches_value, _, positions_value = _triple(seen["call"], what)
-        _assert_inputs_untouched(seen, case, what)
         images, field, k = case["images"], case["field"], case["k"]
         size = field[0]
         patches = _tensor(patches_value)

@@ -109,6 +109,17 @@ def curve_area(curve: torch.Tensor, step: int, pixels: int) -> torch.Tensor:
     return torch.trapezoid(curve, fractions(len(curve), step, pixels))
 
 
+def area_tolerance(curve: torch.Tensor) -> float:
+    """How far a right ``curve_area`` may be from the float64 reference: each fraction ``t_k`` and each point
+    may be rounded to float32 on the way (the text asks for a float, not for float64), an error of at most
+    ``eps32`` relative each; the trapezoid sum adds ``K`` terms of widths ``<= 1`` and heights ``<= max|c|``, so
+    the area moves by at most ``4 (K + 1) eps32 max(1, max|c|)`` (a factor 2 for the widths' two ends, 2 for
+    the sums); 4.8e-6 for a curve of 9 points."""
+    points = len(curve)
+    scale = max(1.0, float(curve.detach().double().abs().max()))
+    return 4 * (points + 1) * torch.finfo(torch.float32).eps * scale
+
+
 # --- judges -----------------------------------------------------------------------------------------------
 
 
@@ -137,8 +148,9 @@ def check_rank_correlation(observations: Observations) -> None:
 
 @judge
 def check_perturbation_curve(observations: Observations) -> None:
-    """Values of ``perturbation_curve`` on hidden models, images and saliency maps (deletion, insertion, steps that
-    do not divide the number of pixels, non-square, float64)."""
+    """Values of ``perturbation_curve`` on hidden models, images and signed saliency maps (deletion, insertion,
+    steps that do not divide the number of pixels, non-square, float64), and the caller's ``start``, ``end`` and
+    ``saliency`` left as they were (the side effect of this cell, the one whose visible check asserts it)."""
     for index, outcome in enumerate(observations["curves"]):
         if index >= len(CURVE_CASES):
             break
@@ -148,10 +160,19 @@ def check_perturbation_curve(observations: Observations) -> None:
                 f"shape {tuple(start.shape)} ({start.dtype})")
         expected = perturbation_curve(model, start, end, saliency, class_idx, step, batch_size)
         actual = returned(outcome, what)
+        if index < len(observations["inputs"]):
+            for name, original in (("start", start), ("end", end), ("saliency", saliency)):
+                assert_input_untouched(observations["inputs"][index][name], original, f"{what} ({name})")
         limits = {"rtol": 1e-4, "atol": 1e-9 if expected.dtype == torch.float64 else 1e-5}
-        if not matches_mistake(actual, expected, limits) and matches_mistake(
-                actual, perturbation_curve(model, start, end, -saliency, class_idx, step, batch_size), limits):
-            raise AssertionError(f"{what} takes the least salient pixels first: order by decreasing saliency")
+        if not matches_mistake(actual, expected, limits):
+            mistakes = (
+                (-saliency, "takes the least salient pixels first: order by decreasing saliency"),
+                (saliency.abs(), "orders the pixels by |saliency|: order by the signed values, largest first (a "
+                                 "negative value comes after every positive one)"),
+            )
+            for order, message in mistakes:
+                if matches_mistake(actual, perturbation_curve(model, start, end, order, class_idx, step), limits):
+                    raise AssertionError(f"{what} {message}")
         assert_tensor_close(actual, expected, what, **limits)
     if len(observations["curves"]) != len(CURVE_CASES):
         raise AssertionError("perturbation_curve: the hidden check did not record every case")
@@ -159,16 +180,14 @@ def check_perturbation_curve(observations: Observations) -> None:
 
 @judge
 def check_perturbation_curve_batched(observations: Observations) -> None:
-    """``perturbation_curve`` computes in eval mode and restores the modes, leaves the caller's ``start``, ``end``
-    and ``saliency`` as they were, and calls the model with at most ``batch_size`` images at a time, in as few
-    calls as that allows (two more, for the first and the last image, are fine). No reference: wrong values are
-    the cell of ``check_perturbation_curve``."""
+    """``perturbation_curve`` computes in eval mode and restores the modes, and calls the model (or a copy of it)
+    with at most ``batch_size`` images at a time, in as few calls as that allows (two more, for the first and the
+    last image, are fine). No reference: wrong values and the caller's tensors are the cell of
+    ``check_perturbation_curve``."""
     _, start, end, saliency, _, step, _ = curve_case(1)
     batch_size = BATCHED_SIZE
     what = "perturbation_curve"
     assert_computed_in_eval_mode(observations, what)
-    for name, original in (("start", start), ("end", end), ("saliency", saliency)):
-        assert_input_untouched(observations[name], original, f"{what} ({name})")
     images = steps(saliency.numel(), step) + 1
     assert_batched(observations["batches"], images, batch_size, what, "images", extra_calls=2)
 
@@ -192,7 +211,7 @@ def check_curve_area(observations: Observations) -> None:
             name = value.type_name if isinstance(value, Foreign) else type(value).__name__
             raise AssertionError(f"{what} should be a float, got {name}")  # noqa: TRY004 - a judge's verdict
         even = float(torch.trapezoid(curve.double(), dx=1 / (len(curve) - 1)))
-        tol = 1e-5 if curve.dtype == torch.float32 else 1e-9
+        tol = area_tolerance(curve)
         if pixels % step and abs(value - even) <= tol and abs(expected - even) > tol:
             raise AssertionError(f"{what} spaces the points evenly: the last step changes only the pixels that are "
                                  "left, so the last point is closer to the one before")

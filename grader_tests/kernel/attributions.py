@@ -72,23 +72,37 @@ def check_smoothgrad(student: Callable[..., Any]) -> Observations:
     results = []
     for index in range(len(SMOOTHGRAD_CASES)):
         model, image, class_idx, samples, sigma, seed = smoothgrad_case(index)
-        results.append(call(student, model, image, class_idx, samples, sigma, torch.Generator().manual_seed(seed)))
-    return {"maps": results}
+        results.append(_seeded_call(student, index, model, image, class_idx, samples, sigma, seed))
+    # case 0 again, with the same generator but another global random state: noise drawn from the generator
+    # gives the same map, noise drawn elsewhere does not
+    model, image, class_idx, samples, sigma, seed = smoothgrad_case(0)
+    again = _seeded_call(student, 1000, model, image, class_idx, samples, sigma, seed)
+    return {"maps": results, "again": again}
+
+
+def _seeded_call(student: Callable[..., Any], global_seed: int, model: nn.Module, image: torch.Tensor,
+                 class_idx: int, samples: int, sigma: float, seed: int) -> Any:
+    """One call with a generator of ``seed``, torch's global generator set to ``HIDDEN_SEED + global_seed`` for
+    the call and restored afterwards (the student's kernel draws what it drew before)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(HIDDEN_SEED + global_seed)
+        return call(student, model, image, class_idx, samples, sigma, torch.Generator().manual_seed(seed))
 
 
 @probe
 def check_smoothgrad_side_effects(student: Callable[..., Any]) -> Observations:
     """``smoothgrad`` on a model in train mode, as :func:`~.facts.call_in_train_mode` records it, each call with
-    its own generator of the same seed (so both draw the same noise); and the caller's image afterwards."""
+    its own generator of the same seed and the same global random state (so both draw the same noise, even a
+    function that ignores its generator: that is the value check's cell); and the caller's image afterwards."""
     model, image, class_idx, samples, sigma, seed = smoothgrad_case(0)
     twin, twin_image = copy.deepcopy(model).eval(), image.clone()
     model.train()
     before, hooks = modes(model), hook_count(model)
-    outcome = call(student, model, image, class_idx, samples, sigma, torch.Generator().manual_seed(seed))
+    outcome = _seeded_call(student, 0, model, image, class_idx, samples, sigma, seed)
     return {
         "call": outcome, "before": before, "after": modes(model), "hooks_left": hook_count(model) - hooks,
         "grads": gradient_sizes(model), "input": input_state(image),
-        "in_eval_mode": call(student, twin, twin_image, class_idx, samples, sigma, torch.Generator().manual_seed(seed)),
+        "in_eval_mode": _seeded_call(student, 0, twin, twin_image, class_idx, samples, sigma, seed),
     }
 
 

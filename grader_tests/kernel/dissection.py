@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from helpers.data import make_concept_dataset
 
@@ -120,6 +122,40 @@ def iou_cases() -> list[dict[str, Any]]:
     ]
 
 
+MEMORY_CASE = (96, 64, 4, 2, 64)
+"""``(images, units, map side, concepts, mask side)`` of the memory check: all the upsampled maps at once would
+take ``96 * 64 * 64 * 64`` float32 values, 100 MB; one image's, 1 MB."""
+
+
+def memory_case() -> dict[str, Any]:
+    """``{"activations", "thresholds", "masks"}`` of :data:`MEMORY_CASE`, built fresh."""
+    n, k, side, c, size = MEMORY_CASE
+    activations = _smooth(n, k, side, side, 20)
+    return {"activations": activations, "thresholds": _thresholds(activations, 0.95, 20),
+            "masks": _blobs(n, c, size, size, 21, 0.1)}
+
+
+def upsampled_bytes() -> int:
+    """What all the upsampled maps of :func:`memory_case` take in float32."""
+    n, k, _, _, size = MEMORY_CASE
+    return n * k * size * size * 4
+
+
+class LargestTensor(TorchDispatchMode):
+    """Notes the largest storage any torch operation returns while it is active (views count their base)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 - torch's protocol
+        out = func(*args, **(kwargs or {}))
+        for value in tree_leaves(out):
+            if isinstance(value, torch.Tensor):
+                self.largest = max(self.largest, value.untyped_storage().nbytes())
+        return out
+
+
 # --- probes ----------------------------------------------------------------------------------------------------
 
 
@@ -137,11 +173,14 @@ def check_unit_thresholds(student: Callable[..., Any]) -> Observations:
 @probe
 def check_dissection_iou(student: Callable[..., Any]) -> Observations:
     """``dissection_iou`` on activations, thresholds and masks it never saw: what it returned, and the inputs
-    afterwards."""
+    afterwards; then on :func:`memory_case`, the largest tensor it made."""
     observed = []
     for case in iou_cases():
         activations, thresholds, masks = case["activations"], case["thresholds"], case["masks"]
         outcome = call(student, activations, thresholds, masks)
         observed.append({"call": outcome, "activations": activations.detach().clone(),
                          "thresholds": thresholds.detach().clone(), "masks": masks.detach().clone()})
-    return {"cases": observed}
+    case, largest = memory_case(), LargestTensor()
+    with largest:
+        outcome = call(student, case["activations"], case["thresholds"], case["masks"])
+    return {"cases": observed, "memory": {"ran": "value" in outcome, "largest": largest.largest}}

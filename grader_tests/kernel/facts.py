@@ -54,25 +54,37 @@ def call_in_train_mode(student: Callable[..., Any], model: nn.Module, *args: Any
     """Call the student's function on ``model`` put in train mode; its outcome, each module's mode before and
     after, the hooks it left and the parameter gradients it left. Then, as ``in_eval_mode``, its outcome on a copy
     of the model as it was, in eval mode, with copies of the arguments: the student's own answer that the
-    train-mode call must reproduce (so a wrong value costs the value check, never this one)."""
+    train-mode call must reproduce (so a wrong value costs the value check, never this one). For a
+    :class:`BatchRecorder`, ``batches``: the sizes of the batches of the train-mode call."""
     twin = copy.deepcopy(model).eval()
     twin_args = [arg.clone() if isinstance(arg, torch.Tensor) else arg for arg in args]
     model.train()
     before, hooks = modes(model), hook_count(model)
     outcome = call(student, model, *args)
-    return {
+    observed = {
         "call": outcome, "before": before, "after": modes(model), "hooks_left": hook_count(model) - hooks,
-        "grads": gradient_sizes(model), "in_eval_mode": call(student, twin, *twin_args),
+        "grads": gradient_sizes(model),
     }
+    if isinstance(model, BatchRecorder):  # the batches of this call: the twin below records into the same list
+        observed["batches"] = list(model.batches)
+    return {**observed, "in_eval_mode": call(student, twin, *twin_args)}
+
+
+class SharedRecord(list):
+    """A list that a deep copy shares instead of copying: a copy of a recording model records into it too."""
+
+    def __deepcopy__(self, memo: dict) -> SharedRecord:
+        return self
 
 
 class BatchRecorder(nn.Module):
-    """The hidden model, recording the number of images of every call."""
+    """The hidden model, recording the number of images of every call, its own and those of its deep copies (a
+    function may run a ``copy.deepcopy(model).eval()``: the model it was given, as far as the text asks)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.batches: list[int] = []
+        self.batches: list[int] = SharedRecord()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.batches.append(int(x.shape[0]) if x.dim() == 4 else 1)

@@ -69,22 +69,22 @@ def drop_grid(index: int) -> tuple[torch.Tensor, int, int, tuple[int, int]]:
 
 @probe
 def check_occlusion_drops(student: Callable[..., Any]) -> Observations:
-    """Values of ``occlusion_drops`` on hidden models and images (clipped windows, non-square, fills, float64)."""
-    drops = []
+    """Values of ``occlusion_drops`` on hidden models and images (clipped windows, non-square, fills, float64),
+    and the caller's image after each call."""
+    drops, inputs = [], []
     for index in range(len(DROP_CASES)):
         model, image, class_idx, window, stride, fill, batch_size = drop_case(index)
         drops.append(call(student, model, image, class_idx, window, stride, fill, batch_size))
-    return {"drops": drops}
+        inputs.append(input_state(image))
+    return {"drops": drops, "inputs": inputs}
 
 
 @probe
 def check_occlusion_drops_batched(student: Callable[..., Any]) -> Observations:
-    """``occlusion_drops`` on a model in train mode: the batch sizes it called the model with, the modes, the
-    caller's image; then its result on a fresh copy of the model in eval mode (what it must reproduce)."""
+    """``occlusion_drops`` on a model in train mode: the batch sizes it called the model (or a copy of it) with,
+    the modes; then its result on a fresh copy of the model in eval mode (what it must reproduce)."""
     model, image, class_idx, window, stride, fill, batch_size = drop_case(1)
-    recorder = BatchRecorder(model)
-    observed = call_in_train_mode(student, recorder, image, class_idx, window, stride, fill, batch_size)
-    return {**observed, "batches": list(recorder.batches), "input": input_state(image)}
+    return call_in_train_mode(student, BatchRecorder(model), image, class_idx, window, stride, fill, batch_size)
 
 
 @probe

@@ -85,14 +85,15 @@ def _images() -> list[torch.Tensor]:
 
 def curve_case(index: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, int, int, int]:
     """``(model, start, end, saliency, class_idx, step, batch_size)`` of :data:`CURVE_CASES` ``[index]``; the
-    saliency map is a random order of distinct values in (0, 1) (no ties)."""
+    saliency map is a random order of distinct values in (-1/2, 1/2), about half of them negative (no ties; a
+    signed map, like the notebook's Grad-CAM before its ReLU: ordering by magnitude is wrong)."""
     image_index, class_idx, kind, step, batch_size, dtype = CURVE_CASES[index]
     images = [image.to(dtype) for image in _images()]
     image = images[image_index]
     generator = torch.Generator().manual_seed(HIDDEN_SEED + 140 + index)
     height, width = image.shape[-2:]
     ranks = torch.randperm(height * width, generator=generator).view(height, width)  # distinct values: no ties
-    saliency = ((ranks.to(torch.float64) + 0.5) / (height * width)).to(dtype)
+    saliency = ((ranks.to(torch.float64) + 0.5) / (height * width) - 0.5).to(dtype)
     if kind == "deletion":
         start, end = image.clone(), torch.zeros_like(image)
     elif kind == "insertion":
@@ -128,24 +129,22 @@ def check_rank_correlation(student: Callable[..., Any]) -> Observations:
 
 @probe
 def check_perturbation_curve(student: Callable[..., Any]) -> Observations:
-    """Values of ``perturbation_curve`` on hidden models, images and saliency maps (deletion, insertion, steps that
-    do not divide the number of pixels, non-square, float64)."""
-    curves = []
+    """Values of ``perturbation_curve`` on hidden models, images and signed saliency maps (deletion, insertion,
+    steps that do not divide the number of pixels, non-square, float64), and the caller's tensors after each call."""
+    curves, inputs = [], []
     for index in range(len(CURVE_CASES)):
-        curves.append(call(student, *curve_case(index)))
-    return {"curves": curves}
+        model, start, end, saliency, class_idx, step, batch_size = curve_case(index)
+        curves.append(call(student, model, start, end, saliency, class_idx, step, batch_size))
+        inputs.append({"start": input_state(start), "end": input_state(end), "saliency": input_state(saliency)})
+    return {"curves": curves, "inputs": inputs}
 
 
 @probe
 def check_perturbation_curve_batched(student: Callable[..., Any]) -> Observations:
-    """``perturbation_curve`` on a model in train mode: the batch sizes it called the model with, the modes, the
-    caller's tensors; then its result on a fresh copy of the model in eval mode (what it must reproduce)."""
+    """``perturbation_curve`` on a model in train mode: the batch sizes it called the model (or a copy of it) with,
+    the modes; then its result on a fresh copy of the model in eval mode (what it must reproduce)."""
     model, start, end, saliency, class_idx, step, _ = curve_case(1)
-    batch_size = BATCHED_SIZE
-    recorder = BatchRecorder(model)
-    observed = call_in_train_mode(student, recorder, start, end, saliency, class_idx, step, batch_size)
-    return {**observed, "batches": list(recorder.batches), "start": input_state(start), "end": input_state(end),
-            "saliency": input_state(saliency)}
+    return call_in_train_mode(student, BatchRecorder(model), start, end, saliency, class_idx, step, BATCHED_SIZE)
 
 
 @probe
