@@ -14,7 +14,8 @@ also tries formgrader's API to give the student full marks. The submission is gr
   vectors are live and the test can fail;
 * formgrader, in a real Jupyter server with nbgrader's extension and the course's ``nbgrader_config.py``, shows the
   submission: no vector ran and no grade in the gradebook changed, while the same API calls made by the page's
-  own code do change it (the attack was live).
+  own code do change it (the attack was live);
+* a page with the feedback's policy and unsanitised vectors runs only its own script (the second wall).
 
 Unit tests of :mod:`grader_tests.engine.sanitize` check each vector and the benign content one by one.
 """
