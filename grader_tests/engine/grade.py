@@ -4,9 +4,10 @@ Submissions are a folder in nbgrader's layout ``<student>/<assignment>/<notebook
 (Canvas, Moodle, Blackboard or ``<student>_<anything>_<notebook>.ipynb``; :mod:`grader_tests.engine.intake`).
 Every submission of one student to one assignment is a task:
 
-1. **intake**: copied to ``build/grading/submitted``; a missing or unreadable notebook is replaced by the
-   released one with a note saying why (it scores 0, and the feedback tells the student); every file of the
-   download that is not used is reported with the reason;
+1. **intake**: written once into ``build/grading/intake`` (zip bombs refused, student ids normalised, the
+   submission time from the LMS only) and moved to ``build/grading/submitted``; a missing or unreadable notebook
+   is replaced by the released one with a note saying why (it scores 0, and the feedback tells the student); every
+   file of the download that is not used is reported with the reason;
 2. **autograde** in a worker process (``--workers``, default: one more than the cores), with a private copy of an empty
    gradebook: nbgrader ``autograde`` with this course's preprocessors (``nbgrader_config.py``), then
    ``generate_feedback``;
@@ -33,8 +34,10 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -42,9 +45,10 @@ from typing import Any
 
 import nbformat
 
+from . import syscalls
 from .course import ROOT, assignments, generate, graded_cells, nbgrader_api, notebook_path
-from .intake import collect
-from .nbgrader_plugins import FLAGGED, add_note, notes
+from .intake import TIMESTAMP, Caps, collect
+from .nbgrader_plugins import FLAGGED, NOTES_KEY, add_note, notes
 
 WORKERS = (os.cpu_count() or 1) + 1
 """Graders side by side: one more than the cores, as each spends part of its time waiting for its kernel."""
@@ -79,61 +83,80 @@ def empty_gradebook(path: Path) -> None:
 # --- intake ---------------------------------------------------------------------------------------------------
 
 
-def intake(submissions: Path, root: Path = ROOT) -> tuple[list[Task], list[str]]:
-    """Every submission (:mod:`grader_tests.engine.intake`) copied into ``build/grading/submitted`` with its notebook
-    checked: one task each, and the files of the download that were not used, each with the reason."""
+def intake(submissions: Path, root: Path = ROOT, caps: Caps | None = None) -> tuple[list[Task], list[str]]:
+    """Every submission (:mod:`grader_tests.engine.intake`) placed in ``build/grading/submitted`` with its notebook
+    checked: one task each, and the files of the download that were not used, each with the reason.
+
+    Each file is written once: :func:`~grader_tests.engine.intake.collect` streams it from the download into
+    ``build/grading/intake`` (``caps``: its limits on sizes and compression; a zip bomb stops the run with the
+    reason, nothing written) and each submission's folder is then *moved* into ``submitted``. The submission time
+    nbgrader reads (``timestamp.txt``) is written here from the LMS's (none where the download has none); the
+    student's own was left out by the intake. A cell that poses as the grader's notes loses the marker."""
     notebooks = {assignment: notebook_path(assignment, root).stem for assignment in assignments(root)}
+    staging = GRADING / "intake"
     try:
-        found = collect(submissions, notebooks, GRADING / "downloaded")
+        found = collect(submissions, notebooks, staging, caps)
     except ValueError as error:
         raise SystemExit(str(error)) from None
     tasks = []
     for submission in found.submissions:
-        student, assignment, folder = submission.student, submission.assignment, submission.folder
+        student, assignment, name = submission.student, submission.assignment, notebooks[submission.assignment]
         dest = GRADING / "submitted" / student / assignment
         shutil.rmtree(dest, ignore_errors=True)
-        shutil.copytree(folder, dest, symlinks=True)
-        task = Task(student, assignment, _digest(folder), list(submission.notes))
-        note = _check_notebook(dest, notebooks[assignment])
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(submission.folder, dest)  # a rename on one file system: nothing is copied
+        if submission.timestamp is not None:
+            (dest / TIMESTAMP).write_text(f"{submission.timestamp:%Y-%m-%d %H:%M:%S}\n")
+        task = Task(student, assignment, _digest(dest), list(submission.notes))
+        nb, note = _check_notebook(dest, name)
+        texts = list(submission.notes)
         if note:
             task.notes.append(note)
             nb = nbformat.read(notebook_path(assignment, root), as_version=4)
-            add_note(nb, f"{note}: graded as the released notebook, 0 points")
-            nbformat.write(nb, dest / f"{notebooks[assignment]}.ipynb")
-        for submitted_note in submission.notes:
-            _add_note_to(dest / f"{notebooks[assignment]}.ipynb", submitted_note)
+            texts.insert(0, f"{note}: graded as the released notebook, 0 points")
+        elif posing := [cell for cell in nb.cells if NOTES_KEY in cell.get("metadata", {})]:
+            for cell in posing:
+                del cell.metadata[NOTES_KEY]
+            texts.append(f"{len(posing)} cell(s) of the submission posed as the grader's (grading notes or "
+                         "markers): shown as the student's own cells")
+            task.notes.append(texts[-1])
+        if texts:
+            for text in texts:
+                add_note(nb, text)
+            nbformat.write(nb, dest / f"{name}.ipynb")  # one rewrite, whatever the number of notes
         tasks.append(task)
+    shutil.rmtree(staging, ignore_errors=True)
     return tasks, found.skipped
 
 
-def _add_note_to(path: Path, note: str) -> None:
-    nb = nbformat.read(path, as_version=4)
-    add_note(nb, note)
-    nbformat.write(nb, path)
-
-
 def _digest(folder: Path) -> str:
+    """The SHA-256 of a submission's folder: every file's path and bytes, read in chunks."""
     sha = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        sha.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+        sha.update(str(path.relative_to(folder)).encode() + b"\0")
+        with open(path, "rb") as handle:
+            while chunk := handle.read(2**20):
+                sha.update(chunk)
+        sha.update(b"\0")
     return sha.hexdigest()
 
 
-def _check_notebook(folder: Path, name: str) -> str | None:
-    """Why the submitted notebook cannot be graded as it is, or None."""
+def _check_notebook(folder: Path, name: str) -> tuple[nbformat.NotebookNode | None, str | None]:
+    """The submitted notebook, read, and why it cannot be graded as it is (then the notebook is None), or None."""
     path = folder / f"{name}.ipynb"
     if not path.exists():
         found = ", ".join(sorted(p.name for p in folder.glob("*.ipynb"))) or "no notebook"
         for other in folder.glob("*.ipynb"):
             other.rename(other.with_suffix(".ipynb.misnamed"))  # nbgrader would skip it anyway
-        return f"{name}.ipynb is missing from the submission (found: {found})"
+        return None, f"{name}.ipynb is missing from the submission (found: {found})"
     try:
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
     except Exception as error:  # noqa: BLE001 - any reason the file is not a notebook
         path.rename(path.with_suffix(".ipynb.invalid"))
-        return f"{name}.ipynb is not a valid notebook ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
-    return None  # a valid notebook, however broken inside: RepairStructure rebuilds it and notes each repair
+        return None, (f"{name}.ipynb is not a valid notebook "
+                      f"({type(error).__name__}: {str(error).splitlines()[0][:120]})")
+    return nb, None  # a valid notebook, however broken inside: RepairStructure rebuilds it and notes each repair
 
 
 # --- grading --------------------------------------------------------------------------------------------------
@@ -234,6 +257,7 @@ class State:
         self.path = path
         self.entries: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
         self.graded_now = 0
+        self.failed_now: list[str] = []  # the submissions this run could not grade (``make grade`` then exits 1)
         self.finished: list[float] = []  # seconds from the start of this run at which each submission was done
         self.skipped: list[str] = []  # files of the download not used, with the reason
 
@@ -249,10 +273,12 @@ class State:
 
 
 def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = None,
-          force: bool = False, full: bool = False, memory_mb: int | None = None) -> State:
+          force: bool = False, full: bool = False, memory_mb: int | None = None,
+          assignment: str | None = None) -> State:
     """Grade every submission not graded yet; returns the state (see the module docstring). ``timeout``: seconds
     per cell; ``full``: render the figures and run the cells after the last test too, for complete feedback;
-    ``memory_mb``: the memory of each sandboxed kernel (default: :class:`grader_tests.engine.sandbox.Limits`)."""
+    ``memory_mb``: the memory of each sandboxed kernel (default: :class:`grader_tests.engine.sandbox.Limits`);
+    ``assignment``: grade the submissions of this assignment only (e.g. ``06_gradcam``)."""
     from nbgrader.api import Gradebook
     from tqdm import tqdm
 
@@ -262,6 +288,10 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
     state = State(GRADING / "state.json")
     _warn_if_unsandboxed()
     tasks, state.skipped = intake(submissions)
+    if assignment is not None:
+        if assignment not in assignments():
+            raise SystemExit(f"no assignment {assignment!r}: choose among {', '.join(assignments())}")
+        tasks = [task for task in tasks if task.assignment == assignment]
     todo = [task for task in tasks if force or not state.done(task)]
     print(f"{len(tasks)} submissions from {len({t.student for t in tasks})} students; {len(todo)} to grade, "
           f"{len(tasks) - len(todo)} already graded", flush=True)
@@ -273,20 +303,16 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
             shutil.copyfile(template, MAIN_DB)
     for pool_size in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one thread each: workers
         os.environ.setdefault(pool_size, "1")  # and kernels side by side (judges use scipy's OpenBLAS too)
-    pool = ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn"), initializer=_worker_init)
+    graders = Graders(max(1, workers))
     try:
         with Gradebook(f"sqlite:///{MAIN_DB}") as main:
             execute = {"timeout": None if timeout is None else int(timeout), "figures": full or None,
                        "every_cell": full or None, "memory_mb": memory_mb}
-            futures = {pool.submit(grade_task, task, template, execute): task for task in todo}
-            for future in tqdm(as_completed(futures), total=len(futures), desc="grading", unit="submission"):
-                task = futures[future]
-                try:
-                    result = future.result()
-                except Exception as error:  # noqa: BLE001 - a crashed worker fails one task, not the class
-                    result = {"error": f"{type(error).__name__}: {error}"}
+            results = graders.results(todo, template, execute)
+            for task, result in tqdm(results, total=len(todo), desc="grading", unit="submission"):
                 if "error" in result:
                     state.record(task, "failed", error=result["error"], log=result.get("log"))
+                    state.failed_now.append(task.key)
                     tqdm.write(f"grading {task.key} failed: {result['error'].splitlines()[-1]}")
                     continue
                 merge(main, Path(result["db"]), task.assignment, task.student)
@@ -296,13 +322,76 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
                 state.graded_now += 1
                 state.finished.append(time.perf_counter() - started)
     except KeyboardInterrupt:
-        # the submissions in flight are dropped at once (Python >= 3.14 names this pool.terminate_workers())
-        for worker in list(getattr(pool, "_processes", {}).values()):
-            worker.terminate()  # its fork server sees it go and takes its kernels down with it
-        pool.shutdown(wait=False, cancel_futures=True)
+        graders.terminate()
         sys.exit("interrupted: the grades merged so far are kept; run the same command again to go on")
-    pool.shutdown()
+    graders.close()
     return state
+
+
+class Graders:
+    """The worker processes that grade, at most one task each at a time.
+
+    A worker that dies (its memory, a kill) breaks the whole process pool, and with it every task in flight. The
+    pool is then rebuilt, the tasks that were in flight are graded again one at a time, and only a task that
+    breaks a worker while graded alone fails: one submission never costs the others their grades.
+    """
+
+    def __init__(self, size: int, task: Any = None, initializer: Any = None) -> None:
+        """``task``: the function a worker runs, ``(task, template, execute) -> result`` (:func:`grade_task`);
+        ``initializer``: what each worker runs first (:func:`_worker_init`)."""
+        self.size, self.task, self.initializer = size, task or grade_task, initializer or _worker_init
+        self.pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.size, mp_context=get_context("spawn"), initializer=self.initializer)
+
+    def results(self, todo: list[Task], *args: Any) -> Iterator[tuple[Task, dict[str, Any]]]:
+        """``(task, result)`` for each task of ``todo`` as it finishes; a result with ``"error"`` is a failure."""
+        queue, suspects = deque(todo), deque[Task]()
+        in_flight: dict[Future, Task] = {}
+        alone = False
+        while queue or suspects or in_flight:
+            if not in_flight:
+                alone = bool(suspects)
+                if alone:
+                    task = suspects.popleft()
+                    in_flight[self.pool.submit(self.task, task, *args)] = task
+            while not alone and queue and len(in_flight) < self.size:
+                task = queue.popleft()
+                in_flight[self.pool.submit(self.task, task, *args)] = task
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            if any(isinstance(future.exception(), BrokenProcessPool) for future in done):
+                wait(in_flight)  # the pool marks every task it held as broken
+                for future, task in in_flight.items():
+                    if not isinstance(future.exception(), BrokenProcessPool):
+                        yield task, _result(future)
+                    elif alone:
+                        yield task, {"error": "its grading worker died while grading it alone (out of memory, or "
+                                              "killed): a kernel's limits do not cover the grading process itself"}
+                    else:
+                        suspects.append(task)
+                in_flight.clear()
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                self.pool = self._new_pool()
+                continue
+            for future in done:
+                yield in_flight.pop(future), _result(future)
+
+    def terminate(self) -> None:
+        """Stop now: the tasks in flight are dropped (Python >= 3.14 names this ``pool.terminate_workers()``)."""
+        for worker in list(getattr(self.pool, "_processes", {}).values()):
+            worker.terminate()  # its fork server sees it go and takes its kernels down with it
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
+def _result(future: Future) -> dict[str, Any]:
+    try:
+        return future.result()
+    except Exception as error:  # noqa: BLE001 - a failed task fails one submission, not the class
+        return {"error": f"{type(error).__name__}: {error}"}
 
 
 def _warn_if_unsandboxed() -> None:
@@ -311,8 +400,11 @@ def _warn_if_unsandboxed() -> None:
     why = "turned off (VISUALIZING_CNNS_NO_SANDBOX)" if os.environ.get("VISUALIZING_CNNS_NO_SANDBOX") else unavailable()
     if why:
         print(f"WARNING: grading kernels are NOT sandboxed: {why}.\nStudent code will run with this user's rights: "
-              "it can read the judges and other submissions and change grades (README, 'Honest').", file=sys.stderr,
-              flush=True)
+              "it can read the judges and other submissions and change grades (docs/honest-grading.md).",
+              file=sys.stderr, flush=True)
+    elif seccomp := syscalls.available():
+        print(f"WARNING: grading kernels are sandboxed without their system-call filter ({seccomp}): install "
+              "Debian's libseccomp2 and pip's pyseccomp (make env does both).", file=sys.stderr, flush=True)
 
 
 def _autograded_notes(task: Task) -> list[str]:
@@ -324,78 +416,177 @@ def _autograded_notes(task: Task) -> list[str]:
 # --- reports --------------------------------------------------------------------------------------------------
 
 
-def grade_table(students: Iterable[str], db: Path | None = None, root: Path = ROOT) -> tuple[list[str], list[dict]]:
-    """CSV columns and one row per student: every graded cell, each notebook's total, the total."""
+def grade_table(students: Iterable[str], db: Path | None = None, root: Path = ROOT, *,
+                collected: Iterable[str] | None = None,
+                not_graded: dict[str, str] | None = None) -> tuple[list[str], list[dict]]:
+    """CSV columns and one row per student, for the assignments ``collected`` (default: the whole course), in
+    course order: every graded cell, each assignment's total and maximum, the total over those assignments, its
+    maximum, how many written answers wait for a grade by hand, and ``notes``: ``not_graded[student]``, why
+    nothing of theirs was graded (a failed grading, a file that was not used).
+
+    A written answer (a cell graded by hand) stays empty until it has a manual score, even where nbgrader scored an
+    unchanged answer 0; an assignment a student did not submit, or whose grading failed, is empty in every column.
+    """
     from nbgrader.api import Gradebook, MissingEntry
 
     db = db or MAIN_DB
-    cells = {assignment: graded_cells(assignment, root) for assignment in assignments(root)}
+    wanted = set(collected) if collected is not None else None
+    course = [assignment for assignment in assignments(root) if wanted is None or assignment in wanted]
+    cells = {assignment: graded_cells(assignment, root) for assignment in course}
+    tests = {assignment: set(graded_cells(assignment, root, autograded_only=True)) for assignment in course}
+    maxima = {assignment: sum(graded.values()) for assignment, graded in cells.items()}
     columns = ["student"]
     for assignment, graded in cells.items():
-        columns += [f"{assignment}/{name}" for name in graded] + [assignment]
-    columns += ["total", "max", "needs manual grading"]
+        columns += [f"{assignment}/{name}" for name in graded] + [assignment, f"{assignment} max"]
+    columns += ["total", "max", "needs manual grading", "notes"]
     rows = []
     with Gradebook(f"sqlite:///{db}") as gb:
-        for student in sorted(students):
-            row: dict[str, Any] = {"student": student, "total": 0.0, "max": 0.0, "needs manual grading": 0}
+        for student in sorted(set(students)):
+            row: dict[str, Any] = {"student": student, "total": "", "max": sum(maxima.values()),
+                                   "needs manual grading": 0, "notes": (not_graded or {}).get(student, "")}
             for assignment, graded in cells.items():
-                row["max"] += sum(graded.values())
+                row.update({f"{assignment}/{name}": "" for name in graded})
+                row[assignment], row[f"{assignment} max"] = "", maxima[assignment]
                 try:
                     submission = gb.find_submission(assignment, student)
                 except MissingEntry:
-                    row[assignment] = ""
                     continue
                 scores = {g.name: g for nb in submission.notebooks for g in nb.grades}
                 subtotal = 0.0
                 for name in graded:
                     grade_ = scores.get(name)
-                    if grade_ is None or (grade_.needs_manual_grade and grade_.manual_score is None):
-                        row[f"{assignment}/{name}"] = ""
-                        row["needs manual grading"] += grade_ is not None
+                    if grade_ is None:
                         continue
-                    row[f"{assignment}/{name}"] = grade_.score
-                    subtotal += grade_.score
+                    score = grade_.score if name in tests[assignment] else grade_.manual_score
+                    if score is None:  # a written answer not graded by hand yet (or a test nbgrader left unscored)
+                        row["needs manual grading"] += name not in tests[assignment]
+                        continue
+                    row[f"{assignment}/{name}"] = score
+                    subtotal += score
                 row[assignment] = subtotal
-                row["total"] += subtotal
+                row["total"] = (row["total"] or 0.0) + subtotal
             rows.append(row)
     return columns, rows
 
 
+def collected_assignments(state: State) -> list[str]:
+    """The assignments with at least one submission graded or tried, in course order."""
+    seen = {key.split("/", 1)[1] for key in state.entries}
+    return [assignment for assignment in assignments() if assignment in seen]
+
+
+def student_of_skipped(line: str) -> str | None:
+    """The student a skipped file of the download belongs to (``"<path>: <reason>"``, as
+    :attr:`grader_tests.engine.intake.Intake.skipped` has it), read from the LMS's file name, or None where the name
+    says none (a receipt; a file at the top that is not ``<student>_<...>.ipynb`` nor a Canvas name) or the id is
+    unsafe."""
+    from . import intake as lms
+
+    path = line.split(": ", 1)[0]
+    parts = [part for part in path.split("/") if part]
+    if not parts or "unsafe" in line.split(": ", 1)[-1]:
+        return None
+    name, student = parts[-1], None
+    if lms.BLACKBOARD_MARK.search(name):
+        match = lms.BLACKBOARD.match(name)
+        student = match["user"] if match and match["file"] else None
+    elif any(lms.MOODLE_MARK in part for part in parts):
+        match = next((lms.MOODLE.match(part) for part in parts if lms.MOODLE_MARK in part), None)
+        student = re.sub(r"\s+", "_", f"{match['name']}_{match['id']}") if match and match["plugin"] == "file" else None
+    elif match := lms.CANVAS.match(name):
+        student = match["name"]
+    elif len(parts) in (3, 4):  # nbgrader's layout: <student>/<assignment>/<file>
+        student = parts[-3]
+    elif "_" in name and name.lower().endswith(".ipynb"):  # `<student>_<notebook>`: only a notebook says so
+        student = name.split("_", 1)[0]
+    if student is None:
+        return None
+    student = lms._student_id(student)
+    return None if lms._id_problem(student) else student
+
+
+def not_graded_reasons(state: State) -> dict[str, str]:
+    """What went wrong, per student: every failed grading and, for a student of the download none of whose files
+    made a submission (a notebook with a wrong name, say), every file of theirs that was not used, with the reason."""
+    tried = {key.split("/")[0] for key in state.entries}
+    reasons: dict[str, list[str]] = {}
+    for key, entry in sorted(state.entries.items()):
+        if entry["status"] != "graded":
+            student, assignment = key.split("/", 1)
+            error = (entry.get("error") or entry["status"]).splitlines()[-1]
+            reasons.setdefault(student, []).append(f"{assignment}: grading failed: {error}")
+    for line in state.skipped:
+        student = student_of_skipped(line)
+        if student and student not in tried:
+            reasons.setdefault(student, []).append(f"not graded: {line}")
+    return {student: "; ".join(lines) for student, lines in reasons.items()}
+
+
 def write_reports(state: State) -> list[dict]:
-    """grades.csv, scores.png and the printed summary; returns the CSV rows."""
+    """grades.csv (every student of the download), scores.png (a histogram per collected assignment and of the
+    total over them) and the printed summary; returns the CSV rows."""
     out = GRADING
-    students = sorted({key.split("/")[0] for key, entry in state.entries.items() if entry["status"] == "graded"})
-    columns, rows = grade_table(students, MAIN_DB)
+    not_graded = not_graded_reasons(state)
+    students = {key.split("/")[0] for key in state.entries} | set(not_graded)
+    collected = collected_assignments(state)
+    columns, rows = grade_table(students, MAIN_DB, collected=collected, not_graded=not_graded)
     with open(out / "grades.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    _plot([row["total"] for row in rows], rows[0]["max"] if rows else 0.0, out / "scores.png")
-    _summary(state, rows, out)
+    _plot(rows, collected, out / "scores.png")
+    _summary(state, rows, collected, out)
     return rows
 
 
-def _plot(totals: list[float], maximum: float, path: Path) -> None:
+def _maximum(rows: list[dict], column: str) -> float:
+    return float(rows[0][column]) if rows else 0.0
+
+
+def _plot(rows: list[dict], collected: list[str], path: Path) -> None:
+    """One histogram per collected assignment and one of the total over them (when more than one), each on its own
+    scale from 0 to its maximum, with whole numbers on both axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
-    ax.hist(totals, bins=min(20, max(5, len(totals) // 3)), range=(0, maximum or 1), color="tab:blue")
-    ax.set(xlabel="points (autograded and manual so far)", ylabel="students",
-           title=f"Score distribution ({len(totals)} students, max {maximum:g})")
-    fig.savefig(path, dpi=120)
+    panels = [(assignment, assignment, f"{assignment} max") for assignment in collected]
+    if len(collected) != 1:
+        panels.append(("total" if collected else "total (nothing collected)", "total", "max"))
+    columns = min(3, len(panels))
+    lines = -(-len(panels) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(4.2 * columns, 3.0 * lines), layout="constrained",
+                             squeeze=False)
+    for ax, (title, column, maximum_column) in zip(axes.flat, panels):
+        scores = [float(row[column]) for row in rows if row[column] != ""]
+        maximum = _maximum(rows, maximum_column) or 1.0
+        width = max(1, int(-(-maximum // 20)))  # at most about 20 bars, each a whole number of points wide
+        edges = [-0.5 + width * i for i in range(int(maximum // width) + 2)]
+        ax.hist(scores, bins=edges, color="tab:blue", edgecolor="white")
+        ax.set(xlim=(-0.5, maximum + 0.5), xlabel=f"points (of {maximum:g})", ylabel="students",
+               title=f"{title}: {len(scores)} graded")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle("Scores so far (autograded, and written answers once graded by hand)")
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def _summary(state: State, rows: list[dict], out: Path) -> None:
-    totals = [row["total"] for row in rows]
-    print(f"\ngraded {len(rows)} students -> {out / 'grades.csv'}, {out / 'scores.png'}, {out / 'feedback'}")
-    if totals:
-        print(f"total: mean {statistics.mean(totals):.1f}, median {statistics.median(totals):.1f}, "
-              f"min {min(totals):g}, max {max(totals):g} of {rows[0]['max']:g} "
-              f"(written answers count once graded by hand: {sum(r['needs manual grading'] for r in rows)} open)")
+def _summary(state: State, rows: list[dict], collected: list[str], out: Path) -> None:
+    print(f"\n{len(rows)} students -> {out / 'grades.csv'}, {out / 'scores.png'}, {out / 'feedback'}")
+    for column, maximum_column in [(a, f"{a} max") for a in collected] + [("total", "max")] * (len(collected) > 1):
+        scores = [float(row[column]) for row in rows if row[column] != ""]
+        if scores:
+            print(f"  {column}: {len(scores)} graded, mean {statistics.mean(scores):.1f}, median "
+                  f"{statistics.median(scores):g}, min {min(scores):g}, max {max(scores):g} of "
+                  f"{_maximum(rows, maximum_column):g}")
+    waiting = sum(row["needs manual grading"] for row in rows)
+    if waiting:
+        print(f"  {waiting} written answers wait for a grade by hand (they count once graded; rerun make grade)")
     failed = {k: e for k, e in state.entries.items() if e["status"] == "failed"}
     noted = {k: e["notes"] for k, e in state.entries.items() if e.get("notes")}
     unsandboxed = sorted(k for k, e in state.entries.items() if e.get("sandbox", {}).get("on") is False)
@@ -428,9 +619,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--full", action="store_true",
                         help="feedback with every figure and cell (by default grading skips what cannot change a "
                              "grade: figures and the cells after the last test; three times faster)")
+    parser.add_argument("--assignment", metavar="NAME",
+                        help="grade only this assignment's submissions, e.g. 06_gradcam (default: every one)")
     args = parser.parse_args(argv)
-    state = grade(args.submissions, args.workers, args.timeout, args.force, args.full, args.memory)
+    state = grade(args.submissions, args.workers, args.timeout, args.force, args.full, args.memory,
+                  assignment=args.assignment)
     write_reports(state)
+    if state.failed_now:  # the others are graded and reported; the exit status says not all of them
+        sys.exit(f"{len(state.failed_now)} submission(s) could not be graded (GRADING FAILED above)")
 
 
 if __name__ == "__main__":
