@@ -9,7 +9,7 @@ SHELL := /bin/bash
 .SILENT:
 
 .PHONY: help course test env measure notebooks walkthrough benchmark benchmark-load train release clean grade \
-	benchmark-grading attribution-table shortcut-fix browser
+	benchmark-grading attribution-table shortcut-fix browser seccomp
 
 help: ## list the targets
 	echo "make TARGET, where TARGET is one of:"
@@ -44,6 +44,21 @@ browser: ## install Chromium for the real-browser test (apt-get, as root), or sa
 			"or sudo apt-get install chromium)"; \
 	fi
 
+# libseccomp for the grading kernels' system-call filter (grader_tests/engine/syscalls.py): Debian ships it with
+# the base system; installed with apt-get where it is missing and this runs as root, otherwise grading warns.
+seccomp: ## install libseccomp2 for the grading sandbox's system-call filter (apt-get, as root), or say how
+	if /sbin/ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2'; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing libseccomp2 for the grading sandbox (apt-get install libseccomp2)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		{ apt-get install -y -qq libseccomp2 || { apt-get update -qq && apt-get install -y -qq libseccomp2; }; } \
+			>/dev/null 2>&1 || echo "could not install libseccomp2: grading kernels will run without their" \
+			"system-call filter (enable it: apt-get update && apt-get install libseccomp2)"; \
+	else \
+		echo "no libseccomp2: grading kernels will run without their system-call filter (enable it:" \
+			"sudo make seccomp, or sudo apt-get install libseccomp2)"; \
+	fi
+
 # Check the set-up, generate the student versions, render the walkthrough; then say where everything is.
 # Measuring the model is a maintainer's task: `make measure`.
 course: env ## check the set-up, generate notebooks/, render build/walkthrough/ (with progress)
@@ -57,7 +72,7 @@ course: env ## check the set-up, generate notebooks/, render build/walkthrough/ 
 	echo "Done. The walkthrough (solved notebooks, every figure): build/walkthrough/index.html"
 	echo "Students: $(VENV)/bin/jupyter lab notebooks/   (instructors: make release, make grade; maintainers: make test)"
 
-test: env browser ## every test (helpers, hidden checks, notebooks, release, grading, a real browser)
+test: env browser seccomp ## every test (helpers, hidden checks, notebooks, release, grading, a real browser)
 	$(PY) -m pytest
 
 measure: env ## the embedded model's figures (accuracy, Grad-CAM and saliency on the object, speed)
@@ -98,7 +113,7 @@ release: env ## the students' zip, build/release/visualizing-cnns-student.zip
 # Autograde a class: SUBMISSIONS=<folder <student>/<assignment>/<notebook>.ipynb, or an LMS zip>; ASSIGNMENT=<name>
 # grades that assignment only; ARGS for more options (--full, --force, --workers N, --timeout S:
 # `python -m grader_tests.engine.grade --help`).
-grade: env ## autograde a class into build/grading/: SUBMISSIONS=<folder or LMS zip> [ASSIGNMENT=06_gradcam]
+grade: env seccomp ## autograde a class into build/grading/: SUBMISSIONS=<folder or LMS zip> [ASSIGNMENT=06_gradcam]
 	test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder or zip> [ASSIGNMENT=<name>]" \
 		"[ARGS='--full ...']"; exit 2; }
 	$(PY) -m grader_tests.engine.grade "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(ARGS)
