@@ -22,7 +22,7 @@ from .pretrained import CHECKPOINT, CHECKPOINT_SHA256, sha256
 MIN_PYTHON = (3, 10)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_CGROUP = Path("/proc/self/cgroup")
-PROC_LOADAVG = Path("/proc/loadavg")
+PROC_STAT = Path("/proc/stat")
 
 
 def usable_cpus(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> int:
@@ -83,27 +83,46 @@ def _read_quota(quota_file: Path, period_file: Path | None) -> float | None:
         return None
 
 
-def free_cpus(loadavg: Path = PROC_LOADAVG, samples: int = 5, interval: float = 0.004) -> int:
-    """The CPUs of this machine that other processes do not keep busy right now: ``os.cpu_count()`` minus the
-    runnable tasks other than this one (the fourth field of ``/proc/loadavg``, ``runnable/total``, counts the reader),
-    the fewest of ``samples`` readings ``interval`` seconds apart (a process that runs for a moment is not a busy one);
-    at least 1, and ``os.cpu_count()`` where the file cannot be read (not Linux)."""
-    cpus = os.cpu_count() or 1
-    runnable = []
-    for sample in range(samples):
-        try:
-            runnable.append(int(loadavg.read_text().split()[3].split("/")[0]))
-        except (OSError, ValueError, IndexError):
-            return cpus
-        if sample + 1 < samples:
-            time.sleep(interval)
-    return max(1, cpus - max(0, min(runnable) - 1))
+def cpu_times(proc_stat: Path = PROC_STAT) -> dict[int, tuple[int, int]]:
+    """``{cpu: (idle, total)}`` clock ticks of every CPU since boot, from ``/proc/stat`` (idle counts iowait too)."""
+    times = {}
+    for line in proc_stat.read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit():
+            ticks = [int(field) for field in fields[:8]]  # user nice system idle iowait irq softirq steal
+            times[int(name[3:])] = (ticks[3] + ticks[4], sum(ticks))
+    return times
+
+
+def idle_share(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]], cpus: set[int]) -> float:
+    """How many of ``cpus`` were idle between two :func:`cpu_times` readings, in CPUs (0.5: one CPU half idle);
+    a CPU whose clock did not tick counts as idle."""
+    share = 0.0
+    for cpu in cpus & before.keys() & after.keys():
+        idle, total = (a - b for a, b in zip(after[cpu], before[cpu]))
+        share += idle / total if total > 0 else 1.0
+    return share
+
+
+def free_cpus(proc_stat: Path = PROC_STAT, interval: float = 0.1) -> int:
+    """The CPUs of this process's affinity that other processes leave free: their idle time over ``interval``
+    seconds (this process sleeps meanwhile), rounded to whole CPUs, at least 1; all of them where ``/proc/stat``
+    cannot be read (not Linux). Two busy processes on two CPUs leave 1 (never 0: this process runs too)."""
+    try:
+        cpus = set(os.sched_getaffinity(0))
+        before = cpu_times(proc_stat)
+        time.sleep(interval)
+        after = cpu_times(proc_stat)
+    except (AttributeError, OSError, ValueError, IndexError):
+        return os.cpu_count() or 1
+    return max(1, round(idle_share(before, after, cpus)))
 
 
 def limit_threads() -> int:
     """Give torch at most as many threads as :func:`usable_cpus` (affinity, cgroup quota) and :func:`free_cpus`
-    (what other processes leave free when ``helpers`` is imported) allow, never more than it chose itself, unless
-    ``OMP_NUM_THREADS`` is set, which torch already follows; return the number of threads torch now uses.
+    (the CPUs of its affinity that other processes leave free when ``helpers`` is imported) allow, never more than
+    it chose itself, unless ``OMP_NUM_THREADS`` is set, which torch already follows; return the number of threads
+    torch now uses. The choice is made once: a machine that gets busy later keeps the threads chosen.
 
     Called on ``import helpers``, so every notebook and grading kernel keeps to the CPU it was given instead of
     starting one thread per core: on two cores with two busy processes beside it, two threads each wait for the

@@ -63,27 +63,62 @@ def test_no_cgroup_files_leaves_the_affinity(tmp_path):
     assert usable_cpus(tmp_path, proc) == CPUS
 
 
-def test_free_cpus_leaves_out_the_processes_that_stay_runnable(tmp_path, monkeypatch):
+STAT = """cpu  {u} 0 0 {i} 0 0 0 0 0 0
+cpu0 {u0} 0 10 {i0} 5 0 0 0 0 0
+cpu1 {u1} 0 10 {i1} 5 0 0 0 0 0
+intr 12345
+"""
+
+
+def test_cpu_times_and_idle_share_read_proc_stat(tmp_path):
+    before = tmp_path / "before"
+    after = tmp_path / "after"
+    before.write_text(STAT.format(u=0, i=0, u0=100, i0=1000, u1=100, i1=1000))
+    after.write_text(STAT.format(u=0, i=0, u0=200, i0=1000, u1=150, i1=1050))  # cpu0 busy, cpu1 half idle
+    assert environment.cpu_times(before) == {0: (1005, 1115), 1: (1005, 1115)}
+    assert environment.idle_share(environment.cpu_times(before), environment.cpu_times(after), {0, 1}) == 0.5
+    assert environment.idle_share(environment.cpu_times(before), environment.cpu_times(after), {1}) == 0.5
+    assert environment.idle_share(environment.cpu_times(before), environment.cpu_times(before), {0, 1}) == 2.0
+
+
+def test_free_cpus_counts_the_idle_cpus_of_the_affinity_only(tmp_path, monkeypatch):
+    readings = iter([STAT.format(u=0, i=0, u0=0, i0=0, u1=0, i1=0),
+                     STAT.format(u=0, i=0, u0=0, i0=100, u1=100, i1=0)])  # cpu0 idle, cpu1 busy
+
+    class Stat:
+        def read_text(self):
+            return next(readings)
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert free_cpus(Stat(), interval=0) == 1
+    readings = iter([STAT.format(u=0, i=0, u0=0, i0=0, u1=0, i1=0)] * 2)  # no tick: idle
+    assert free_cpus(Stat(), interval=0) == 2
+    readings = iter([STAT.format(u=0, i=0, u0=0, i0=0, u1=0, i1=0),
+                     STAT.format(u=0, i=0, u0=100, i0=0, u1=100, i1=0)])  # both busy: still one thread
+    assert free_cpus(Stat(), interval=0) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {1})
+    readings = iter([STAT.format(u=0, i=0, u0=0, i0=0, u1=0, i1=0),
+                     STAT.format(u=0, i=0, u0=100, i0=0, u1=0, i1=100)])  # cpu0 busy, but not ours
+    assert free_cpus(Stat(), interval=0) == 1
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    loadavg = tmp_path / "loadavg"
-    loadavg.write_text("2.10 1.50 0.80 3/250 12345\n")  # this process and two others
-    assert free_cpus(loadavg, interval=0) == 2
-    loadavg.write_text("9.00 9.00 9.00 12/250 12345\n")
-    assert free_cpus(loadavg, interval=0) == 1  # never fewer than one
-    loadavg.write_text("0.00 0.00 0.00 1/250 12345\n")
-    assert free_cpus(loadavg, interval=0) == 4
     assert free_cpus(tmp_path / "missing", interval=0) == 4
 
 
-def test_free_cpus_takes_the_fewest_runnable_of_its_samples(tmp_path, monkeypatch):
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    readings = iter(["4/250", "2/250", "3/250"])
+@pytest.mark.skipif(CPUS < 2, reason="needs two CPUs")
+def test_two_busy_processes_on_the_cpus_of_a_process_leave_it_one_thread():
+    hogs = [subprocess.Popen(["taskset", "-c", "0,1", sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        import time
 
-    class Flicker:  # a process that ran for a moment in one reading only is not a busy one
-        def read_text(self):
-            return f"0.5 0.5 0.5 {next(readings)} 1\n"
-
-    assert free_cpus(Flicker(), samples=3, interval=0) == 3
+        time.sleep(0.5)
+        done = subprocess.run(["taskset", "-c", "0,1", sys.executable, "-c",
+                               "from helpers.environment import free_cpus; print(free_cpus(interval=0.3))"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert done.stdout.split()[-1] == "1"
 
 
 def _threads_in_child(command: str, env: dict[str, str], cpus: str | None = None) -> int:
