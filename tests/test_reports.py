@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -160,3 +161,23 @@ def test_nbgrader_export_writes_inside_the_grading_folder_not_the_repository(tmp
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "grading" / "nbgrader_grades.csv").read_text().startswith("assignment,")
     assert stray.exists() == existed
+
+
+def test_grading_one_assignment_of_a_download_reports_that_assignment_only(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    submissions = tmp_path / "class"
+    for assignment in ("02_parameters", "03_filters"):
+        (released,) = (root / "notebooks" / assignment).glob("*.ipynb")
+        (submissions / "alice" / assignment).mkdir(parents=True)
+        shutil.copy2(released, submissions / "alice" / assignment / released.name)
+    with grading_in(tmp_path / "grading"):
+        with pytest.raises(SystemExit, match="no assignment '02_params'"):
+            G.grade(submissions, workers=1, assignment="02_params")
+        state = G.grade(submissions, workers=1, timeout=60, assignment="02_parameters")
+        assert {key: entry["status"] for key, entry in state.entries.items()} == {"alice/02_parameters": "graded"}
+        (row,) = G.write_reports(state)
+        with open(tmp_path / "grading" / "grades.csv", newline="") as handle:
+            header = next(csv.reader(handle))
+    assert [column for column in header if "/" not in column] == [
+        "student", "02_parameters", "02_parameters max", "total", "max", "needs manual grading", "notes"]
+    assert row["02_parameters"] == 0.0 and row["max"] == 8.0  # the untouched release: no test passes
