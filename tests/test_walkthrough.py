@@ -179,3 +179,15 @@ def test_feedback_pages_use_a_mathjax_copy_written_next_to_them(tmp_path):
     assert (tmp_path / pages.MATHJAX).read_bytes() == installed.read_bytes()
     assert "$\\partial s_c / \\partial I$" in page  # left to MathJax, which reads $...$ (its configuration)
     assert 'inlineMath: [["$", "$"]' in page
+
+
+def test_progress_inside_a_notebook_is_a_line_every_ten_seconds(capsys: pytest.CaptureFixture[str]) -> None:
+    walkthrough = load_script("walkthrough")
+    report = walkthrough.progress_printer("14_shortcut/shortcut.ipynb (14/14)", every=10.0)
+    for cell, seconds in [(1, 0.0), (2, 4.0), (3, 10.5), (4, 12.0), (5, 19.9), (6, 20.6), (7, 31.0)]:
+        report(cell, 7, seconds)
+    assert capsys.readouterr().out.splitlines() == [
+        "  ... 14_shortcut/shortcut.ipynb (14/14): cell 3 of 7, 10 s",
+        "  ... 14_shortcut/shortcut.ipynb (14/14): cell 6 of 7, 21 s",
+        "  ... 14_shortcut/shortcut.ipynb (14/14): cell 7 of 7, 31 s",
+    ]
