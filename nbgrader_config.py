@@ -29,7 +29,7 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"\w+Warning: "
 
-# --- autograding (make grade; see README "For instructors") -----------------------------------------------------
+# --- autograding (make grade; see docs/instructors.md) ------------------------------------------------------------
 c.CourseDirectory.submitted_directory = str(GRADING / "submitted")
 c.CourseDirectory.autograded_directory = str(GRADING / "autograded")
 c.CourseDirectory.feedback_directory = str(GRADING / "feedback")

@@ -19,7 +19,7 @@ the sandbox around the kernel before any student code runs; nothing is exec'd, s
   Wall time is the grader's: a cell past its timeout is interrupted, and the kernel is killed at the end.
 
 Where the sandbox cannot be built (not Linux, not root, no namespaces), :func:`unavailable` says why; grading then
-runs unsandboxed and says so loudly (README, "Honest").
+runs unsandboxed and says so loudly (docs/honest-grading.md).
 """
 
 from __future__ import annotations
