@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
 from helpers.data import make_concept_dataset
@@ -141,14 +141,16 @@ def upsampled_bytes() -> int:
     return n * k * size * size * 4
 
 
-class LargestTensor(TorchDispatchMode):
-    """Notes the largest storage any torch operation returns while it is active (views count their base)."""
+class LargestTensor(TorchFunctionMode):
+    """Notes the largest storage any torch function or tensor method returns while it is active (views count
+    their base): ``F.interpolate``'s output however it is reached (``nn.Upsample``, torchvision's ``resize``).
+    A function mode, not a dispatch mode: it costs nothing to start (a dispatch mode imports torch._dynamo)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.largest = 0
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 - torch's protocol
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 - torch's protocol
         out = func(*args, **(kwargs or {}))
         for value in tree_leaves(out):
             if isinstance(value, torch.Tensor):
