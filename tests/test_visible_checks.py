@@ -93,6 +93,12 @@ def notebook_globals(small_model: nn.Module) -> dict:
 
 @pytest.mark.parametrize(("cell", "phrase"), [
     ("standard.train()", "standard changed (training"),
+    # the old batching checks of 11 and 13: a wrapper in train mode puts the wrapped shared model in train mode too
+    ("class Counting(torch.nn.Module):\n"
+     "    def __init__(self, net):\n"
+     "        super().__init__()\n"
+     "        self.net = net\n"
+     "counting = Counting(standard).train()", "standard changed (training: itself"),
     ("standard.train(); standard(torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)))\n"
      "standard.eval()", "standard changed (state_dict"),  # the running statistics moved
     ("standard.fc.register_forward_hook(lambda *args: None)", "standard changed (hooks"),

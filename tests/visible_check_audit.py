@@ -37,13 +37,13 @@ def _tensor_state(tensor: torch.Tensor) -> tuple:
 
 def _module_state(module: nn.Module) -> dict[str, Any]:
     hooks = {
-        name: len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        name or "itself": len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
         + len(m._backward_pre_hooks)
         for name, m in module.named_modules()
     }
     return {
         "state_dict": {key: _tensor_state(value) for key, value in module.state_dict(keep_vars=True).items()},
-        "training": {name: m.training for name, m in module.named_modules()},
+        "training": {name or "itself": m.training for name, m in module.named_modules()},
         "hooks": hooks,
         "requires_grad": {name: p.requires_grad for name, p in module.named_parameters()},
         "grads": {name: None if p.grad is None else p.grad.clone() for name, p in module.named_parameters()},
@@ -116,10 +116,13 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _first_difference(before: Any, after: Any) -> str:
+    """The path to the first part that differs (``training: backbone.bn1``), or ``its values``."""
     if isinstance(before, dict):
         for key in before:
             if key not in after or not _same(before[key], after[key]):
-                return f"{key}" if not isinstance(before[key], dict) else f"{key}: {_first_difference(before[key], after.get(key, {}))}"
+                if isinstance(before[key], dict):
+                    return f"{key}: {_first_difference(before[key], after.get(key, {}))}"
+                return f"{key}"
     return "its values"
 
 
