@@ -36,11 +36,12 @@ def _smooth(n: int, k: int, h: int, w: int, offset: int, dtype: torch.dtype = to
 
 
 def layer_case() -> tuple[torch.Tensor, torch.Tensor]:
-    """A real layer: ``bn4_1`` of the calibrated hidden model (32 units at width 1/16) on 6 hidden scenes of 64x64,
-    ``(6, 32, 8, 8)``, and the scenes' concept masks ``(6, 9, 64, 64)``."""
+    """A real layer: ``relu4_1`` (rectified, the layers the notebook dissects) of the calibrated hidden model (32
+    units at width 1/16) on 6 hidden scenes of 64x64, ``(6, 32, 8, 8)``, and the scenes' concept masks
+    ``(6, 9, 64, 64)``."""
     scenes = make_concept_dataset(6, HIDDEN_SEED + 7, 64)
     model, saved = calibrated_hidden_model(), {}
-    handle = model.backbone.bn4_1.register_forward_hook(lambda module, inputs, output: saved.update(maps=output.detach()))
+    handle = model.backbone.relu4_1.register_forward_hook(lambda module, inputs, output: saved.update(maps=output.detach()))
     try:
         with torch.no_grad():
             model(scenes.images)
@@ -63,7 +64,7 @@ def threshold_cases() -> list[dict[str, Any]]:
         {"what": "30 ReLU maps of 12x12 (many exact zeros), 4 units, q = 0.99", "activations": relu, "q": 0.99},
         {"what": "25 float64 maps of 6x14, 3 units, q = 0.95", "activations": wide, "q": 0.95},
         {"what": "60 maps of 7x7 with heavy tails, 6 units, q = 0.995", "activations": skewed, "q": 0.995},
-        {"what": "bn4_1 of another model on 6 scenes (32 units, maps of 8x8), q = 0.98", "activations": layer_case()[0],
+        {"what": "relu4_1 of another model on 6 scenes (32 units, maps of 8x8), q = 0.98", "activations": layer_case()[0],
          "q": 0.98},
     ]
 
@@ -117,7 +118,7 @@ def iou_cases() -> list[dict[str, Any]]:
          "activations": conv5_like, "thresholds": _thresholds(conv5_like, 0.9, 14), "masks": _blobs(4, 3, 64, 64, 15, 0.1)},
         {"what": "8 maps of 12x12 from 3 units, 5 concepts of 24x24", "activations": pairs,
          "thresholds": _thresholds(pairs, 0.95, 16), "masks": _blobs(8, 5, 24, 24, 17, 0.1)},
-        {"what": "bn4_1 of another model on 6 scenes (32 units, maps of 8x8) and their 9 concepts (64x64)",
+        {"what": "relu4_1 of another model on 6 scenes (32 units, maps of 8x8) and their 9 concepts (64x64)",
          "activations": layer, "thresholds": _thresholds(layer, 0.95, 18), "masks": scene_concepts},
     ]
 
