@@ -80,8 +80,9 @@ METHODS: dict[str, Method] = {
     "Grad-CAM": _gradcam,
 }
 """Each method of the course: (model in eval mode, one image (1, 3, H, W), class) -> its map (H, W), the
-settings of notebooks 5, 6, 11 and 12 (SmoothGrad 8 copies at sigma 0.5, IG 16 midpoint steps from a black
-image, occlusion windows of 56 px at a stride of 28 filled with 0, Grad-CAM at ``bn5_2``)."""
+settings of notebooks 5, 6, 11 and 12 (SmoothGrad 8 copies at sigma 0.5, IG 16 midpoint steps from the baseline
+0 in normalised units (the mean colour), occlusion windows of 56 px at a stride of 28 filled with 0, Grad-CAM at
+``bn5_2``)."""
 
 
 def rows(model_name: str, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor,
