@@ -422,8 +422,9 @@ def test_faithfulness_and_the_object(faithfulness):
 
     Thresholds: course model, every map deletes below random - 0.05 and inserts above random + 0.05, pointing >= 0.9;
     both models, Grad-CAM deletes below and inserts above saliency and guided backprop, and guided backprop has the
-    largest on-object ratio of the three; standard saliency: ratio <= 1.5 and deletion below random - 0.03; the
-    random order deletes lower for the standard model than for the course model."""
+    largest on-object ratio of the three; standard saliency: ratio <= 1.5 and deletion below random - 0.03; standard
+    guided backprop deletes below random - 0.05 (the notebook's eight images say otherwise); standard Grad-CAM inserts
+    above random + 0.2; the random order deletes lower for the standard model than for the course model."""
     f = {key: value.tolist() for key, value in faithfulness.items()}
     maps = ("saliency", "guided backprop", "Grad-CAM")
     random_deletion, random_insertion = f["robust", "random"][:2]
@@ -438,4 +439,6 @@ def test_faithfulness_and_the_object(faithfulness):
         assert f[name, "guided backprop"][3] > max(f[name, "saliency"][3], cam[3]), f"{name}: on-object ratios"
     assert f["standard", "saliency"][3] <= 1.5, f"standard saliency on-object ratio {f['standard', 'saliency'][3]:.2f}"
     assert f["standard", "saliency"][0] <= f["standard", "random"][0] - 0.03, "standard saliency deletes faster than random"
+    assert f["standard", "guided backprop"][0] <= f["standard", "random"][0] - 0.05, "standard guided backprop deletes faster than random"
+    assert f["standard", "Grad-CAM"][1] >= f["standard", "random"][1] + 0.2, "standard Grad-CAM inserts above random + 0.2"
     assert f["standard", "random"][0] < f["robust", "random"][0], "random order: standard model deletes lower"
