@@ -1,6 +1,7 @@
 """Notebook 14's fix measured on many scenes: the shortcut model, its last layer retrained by the notebook's own
 ``fine_tune_last_layer`` with a flip only (the control) and with a flip and a random hue (the fix). Prints the
-table of docs/models.md: accuracy on biased, unbiased, disc-free and wrong-disc scenes, and how often a wrong disc is followed.
+table of docs/models.md: accuracy on biased, unbiased, disc-free and wrong-disc scenes, how often a wrong disc is
+followed, and how often it is followed when the image is flipped left-right (the disc in the top-left corner).
 
     .venv/bin/python scripts/shortcut_fix.py [--scenes 1000] [--seed 1401]   (1-3 minutes on 2 cores)
 """
@@ -22,7 +23,7 @@ from torchvision.transforms import v2
 import helpers
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "solutions" / "14_shortcut" / "shortcut.ipynb"
-COLUMNS = ("biased", "unbiased", "no disc", "a wrong class's disc", "follows that disc")
+COLUMNS = ("biased", "unbiased", "no disc", "a wrong class's disc", "follows that disc", "follows it, image flipped")
 
 
 def notebook_fine_tune() -> Callable[..., tuple[torch.nn.Module, float]]:
@@ -57,8 +58,9 @@ def scores(nets: dict[str, torch.nn.Module], scenes: int, seed: int, chunk: int 
         for name, net in nets.items():
             right = [(helpers.predict(net, images).argmax(1) == biased.labels).sum()
                      for images in (biased.images, unbiased.images, biased.clean, swapped.images)]
-            follows = (helpers.predict(net, swapped.images).argmax(1) == swapped.cue_labels).sum()
-            counts[name] += torch.stack([*right, follows]).float()
+            follows = [(helpers.predict(net, images).argmax(1) == swapped.cue_labels).sum()
+                       for images in (swapped.images, swapped.images.flip(-1))]
+            counts[name] += torch.stack([*right, *follows]).float()
     return {name: (count / scenes).tolist() for name, count in counts.items()}
 
 
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1401, help="their seed (1401: the notebook's test scenes first)")
     args = parser.parse_args(argv)
     table = scores(models(), args.scenes, args.seed)
-    print(f"| {args.scenes:,} scenes | " + " | ".join(COLUMNS) + " |")
+    print(f"| {args.scenes:,} scenes of seed {args.seed} | " + " | ".join(COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
     for name, row in table.items():
         print(f"| {name} | " + " | ".join(f"{value:.1%}" for value in row) + " |")
