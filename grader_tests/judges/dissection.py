@@ -10,7 +10,8 @@ Conventions (stated in the notebook; Bau et al., *Network Dissection*, CVPR 2017
   judge accepts a threshold within two order statistics of the right place.
 * ``dissection_iou(activations, thresholds, masks)``: ``(N, K, h, w), (K,), (N, C, H, W) bool -> (K, C)``. Each
   map is upsampled to the masks' size ``(H, W)`` bilinearly (``align_corners=False``), the unit's mask is
-  ``M_k = S_k >= T_k``, and ``IoU_{k,c} = sum_n |M_k ∩ L_c| / sum_n |M_k ∪ L_c|``: sums over the whole dataset
+  ``M_k = S_k > T_k`` in the notebook (the paper's code; ``>=`` here, the same on the hidden inputs), and
+  ``IoU_{k,c} = sum_n |M_k ∩ L_c| / sum_n |M_k ∪ L_c|``: sums over the whole dataset
   first, one ratio (not a mean of per-image IoUs). The hidden thresholds equal no activation, so ``>`` and ``>=``
   agree. Inputs are not changed.
 """
