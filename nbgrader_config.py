@@ -43,7 +43,9 @@ c.FileNameCollectorPlugin.named_regexp = (  # matched from the start of the extr
     r".*[\\/](?P<student_id>[^\W_](?:[^\W_]|[.\-](?=[^\W_]))*)_(?:[^\\/]*_)?(?P<file_id>[A-Za-z0-9]+\.ipynb)$"
 )
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbconvert.preprocessors import (  # noqa: E402
+    ClearMetadataPreprocessor, CoalesceStreamsPreprocessor, CSSHTMLHeaderPreprocessor,
+)
 from nbgrader.converters import GenerateAssignment  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402
     AssignLatePenalties, ClearOutput, ClearSolutions, DeduplicateIds, GetGrades, IgnorePattern,
@@ -71,10 +73,13 @@ c.Autograde.sanitize_preprocessors = [
 # Grading: execute with guards, then let the trusted judge decide the graded test cells before nbgrader scores.
 # (nbgrader's default list ends with a second CheckCellMetadata: nothing here changes the nbgrader metadata the
 # sanitising step checked, and that check is a tenth of a notebook's grading time.)
+# (Consecutive prints of a cell become one output, as JupyterLab shows them: a kernel held to its CPU quota flushes
+# its output in more pieces. After IgnorePattern, which drops whole stderr outputs that are warnings.)
 c.Autograde.autograde_preprocessors = [
-    GuardedExecute, IgnorePattern, JudgeHiddenChecks, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
-    AssignLatePenalties,
+    GuardedExecute, IgnorePattern, JudgeHiddenChecks, CoalesceStreamsPreprocessor, ClearMetadataPreprocessor,
+    LimitOutput, SaveAutoGrades, AssignLatePenalties,
 ]
+c.CoalesceStreamsPreprocessor.enabled = True  # nbconvert's preprocessors are off unless enabled
 c.Execute.timeout = 60  # seconds per cell; a cell past it is interrupted
 # Kernels are forked from a process that has imported torch & co. once (grader_tests/engine/forkserver.py), and
 # killed once their notebook has run: nothing a kernel would do at exit counts. (Set here, not in GuardedExecute:

@@ -72,7 +72,7 @@ for path in glob.glob(root + "/grader_tests/**/*.py", recursive=True) + glob.glo
 print("REACHED:", REACHED)
 '''
 
-SHADOW_PACKAGE = {  # files submitted beside the notebook: a fake probe package that records "everything passes"
+SHADOW_PACKAGE = {  # files beside the notebook: a fake probe package that records "everything passes"
     "grader_tests/__init__.py": "",
     "grader_tests/kernel/__init__.py": "",
     "grader_tests/kernel/parameters.py": (
@@ -90,8 +90,11 @@ SHADOW_PACKAGE = {  # files submitted beside the notebook: a fake probe package 
         "check_linear_params = _fake('check_linear_params')\n"
     ),
 }
-USE_SHADOW = '''
+USE_SHADOW = f'''
 import os, sys
+for path, text in {SHADOW_PACKAGE!r}.items():  # written by the kernel: intake grades notebooks only
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    open(path, "w").write(text)
 for name in [name for name in sys.modules if name.startswith("grader_tests")]:
     del sys.modules[name]
 sys.path.insert(0, os.getcwd())
@@ -242,7 +245,7 @@ def _class() -> dict[str, tuple[nbformat.NotebookNode, dict[str, str], dict[str,
     return {
         "honest": (perfect(A), {}, dict(TESTS)),
         "reachgrader": (_stubbed(REACH_THE_GRADER, delegate=True), {}, zero),
-        "shadowpackage": (_shadowed(), SHADOW_PACKAGE, zero),
+        "shadowpackage": (_shadowed(), {}, zero),
         "forgedrecord": (replace(perfect(A), "conv2d_params", FORGED_RECORD_FIRST), {}, conv_zero),
         "floodsrecords": (_after(perfect(A), "conv2d_params", FLOOD_OF_RECORDS), {}, conv_zero),
         "stripshidden": (_stubbed(SILENCE_AND_STRIP), {}, zero),
@@ -328,7 +331,7 @@ def test_a_kernel_out_of_memory_or_deaf_to_interrupts_keeps_what_ran_before_with
 def test_display_output_is_capped(attacked):
     grading = attacked[3]
     page = grading / "feedback" / "bigdisplay" / A / "parameters.html"
-    assert page.stat().st_size < 5_000_000 and "output over this cell's 2 MB dropped" in page.read_text()
+    assert page.stat().st_size < 5_000_000 and "output dropped: over the 6 MB a notebook may show" in page.read_text()
 
 
 def _sandboxed_processes() -> list[int]:

@@ -58,7 +58,7 @@ def files_under(root: Path) -> set[str]:
 # --- layouts --------------------------------------------------------------------------------------------------
 
 
-def test_nbgrader_folder_keeps_other_files_and_reports_the_rest(tmp_path):
+def test_nbgrader_folder_keeps_its_notebooks_and_reports_the_rest(tmp_path):
     source = make_tree(tmp_path / "src", {
         "alice/06_gradcam/gradcam.ipynb": b"alice gradcam",
         "alice/06_gradcam/data/cat.png": b"png",
@@ -77,11 +77,12 @@ def test_nbgrader_folder_keeps_other_files_and_reports_the_rest(tmp_path):
     assert graded(result) == {("alice", "06_gradcam"): b"alice gradcam", ("bob", "05_saliency"): b"bob saliency"}
     alice = result.submissions[0]
     assert alice.folder == (tmp_path / "out" / "alice" / "06_gradcam").resolve()
-    assert files_under(alice.folder) == {"gradcam.ipynb", "data/cat.png"}
+    assert files_under(alice.folder) == {"gradcam.ipynb"}
+    assert reason(result, "alice/06_gradcam/data/cat.png") == "not a notebook: only notebooks are graded"
     assert reason(result, "carol/99_other/other.ipynb").startswith("unknown notebook name `other.ipynb`")
     assert "symbolic link" in reason(result, "bob/05_saliency/secret.txt")
     assert "symbolic link" in reason(result, "eve")
-    assert len(result.skipped) == 3  # checkpoints and .DS_Store are silently ignored
+    assert len(result.skipped) == 4  # checkpoints and .DS_Store are silently ignored
     assert not (tmp_path / "out" / "bob" / "05_saliency" / "secret.txt").exists()
 
 
@@ -97,8 +98,9 @@ def test_nbgrader_layout_zip_under_one_top_folder(tmp_path):
     result = collect(source, NOTEBOOKS, tmp_path / "out")
     assert graded(result) == {("alice", "06_gradcam"): b"alice", ("bob", "05_saliency"): b"bob s",
                               ("bob", "06_gradcam"): b"bob"}
-    assert (result.submissions[0].folder / "helper.py").read_bytes() == b"x = 1"
-    assert result.skipped == []
+    assert not (result.submissions[0].folder / "helper.py").exists()  # only notebooks are graded (or served)
+    assert result.skipped == ["submitted/alice/06_gradcam/helper.py: not a notebook: only notebooks are graded"]
+    assert result.submissions[0].notes == ["1 file(s) beside the notebook were left out: only notebooks are graded"]
 
 
 def test_generic_flat_zip(tmp_path):
@@ -553,9 +555,9 @@ def test_zips_inside_a_submission_are_files_never_opened(tmp_path):
     source = make_zip(tmp_path / "class.zip", [("alice/06_gradcam/gradcam.ipynb", b"a"),
                                                ("alice/06_gradcam/data.zip", inner), ("bob_data.zip", inner)])
     result = collect(source, NOTEBOOKS, tmp_path / "out")
-    assert (result.submissions[0].folder / "data.zip").read_bytes() == inner
+    assert reason(result, "alice/06_gradcam/data.zip") == "not a notebook: only notebooks are graded"
     assert reason(result, "bob_data.zip") == "not a notebook"
-    assert files_under(tmp_path / "out") == {"alice/06_gradcam/gradcam.ipynb", "alice/06_gradcam/data.zip"}
+    assert files_under(tmp_path / "out") == {"alice/06_gradcam/gradcam.ipynb"}
 
 
 # --- ids: one student, however the download spells the id --------------------------------------------------------
@@ -610,9 +612,10 @@ def test_a_students_timestamp_file_is_ignored_and_the_zips_date_is_the_time(tmp_
     result = collect(source, NOTEBOOKS, tmp_path / "out")
     (alice,) = result.submissions
     assert alice.timestamp == datetime(2024, 5, 3, 23, 59, 0)
-    assert files_under(alice.folder) == {"gradcam.ipynb", "sub/timestamp.txt"}
+    assert files_under(alice.folder) == {"gradcam.ipynb"}
     assert reason(result, "alice/06_gradcam/timestamp.txt").startswith("the student's own timestamp.txt, ignored")
-    assert alice.notes == ["the timestamp.txt in the submission was ignored: the submission time is the LMS's"]
+    assert alice.notes == ["the timestamp.txt in the submission was ignored: the submission time is the LMS's",
+                           "1 file(s) beside the notebook were left out: only notebooks are graded"]
 
 
 def test_the_time_comes_from_blackboards_name_else_the_zip_else_nowhere(tmp_path):

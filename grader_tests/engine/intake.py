@@ -11,8 +11,11 @@ Layouts, tried in this order for every file; the first that applies decides:
 2. **Moodle**: a path component holds ``_assignsubmission_``: ``<Full Name>_<id>_assignsubmission_file_/<filename>``
    (or the same as one flat name); student ``<Full_Name>_<id>``. Other plugins (``onlinetext``) hold no notebook.
 3. **nbgrader**: the file lies in ``[<top>/]<student>/<assignment>/`` and that folder holds a notebook, normally
-   ``<notebook>.ipynb``; the other files of the folder stay with it. A folder whose notebooks are all misnamed is
-   still a submission without its notebook: the grader grades it as the released notebook, with a note.
+   ``<notebook>.ipynb``; the other notebooks of the folder stay with it (a misnamed one is reported by name),
+   any other file is left out and reported: only notebooks are graded, and nbgrader's formgrader would serve
+   such a file, an HTML page say, unsandboxed to the instructor's browser. A folder whose notebooks are all
+   misnamed is still a submission without its notebook: the grader grades it as the released notebook, with a
+   note.
 4. **Canvas**: ``<sortablename>[_LATE]_<userid>_<attachmentid>_<filename>``; student: the sortable name, or
    ``<name>-<userid>`` when user ids share a name.
 5. **generic**: ``<student>_[<anything>_]<notebook>.ipynb``; the notebook is the last ``_``-separated part.
@@ -524,16 +527,23 @@ def _settle(group: list[_Candidate], stem: str, out: Path, skipped: list[str], b
             continue
         folder.mkdir(parents=True, exist_ok=True)
         notes = list(chosen.notes)
+        left_out = 0
         for rel, entry in chosen.extras.items():
             if rel == TIMESTAMP:
                 skipped.append(f"{_show(entry.path)}: the student's own {TIMESTAMP}, ignored: the submission time "
                                "comes from the LMS's file name or zip, never from the student's files")
                 notes.append(f"the {TIMESTAMP} in the submission was ignored: the submission time is the LMS's")
                 continue
+            if not rel.endswith(".ipynb"):  # formgrader would serve it, unsandboxed, to the instructor's browser
+                skipped.append(f"{_show(entry.path)}: not a notebook: only notebooks are graded")
+                left_out += 1
+                continue
             try:
                 _copy_capped(entry, folder / rel, out, budget)
             except _Skip as why:
                 skipped.append(f"{_show(entry.path)}: {why}")
+        if left_out:
+            notes.append(f"{left_out} file(s) beside the notebook were left out: only notebooks are graded")
         for loser in ranked[index + 1:]:
             for entry in [e for e in [loser.entry, *loser.extras.values()] if e is not None]:
                 skipped.append(f"{_show(entry.path)}: older resubmission: `{label[id(chosen)]}` is graded for "

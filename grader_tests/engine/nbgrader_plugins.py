@@ -298,7 +298,7 @@ class GuardedExecute(Execute):
         self._messages += cap_sources(nb, locked)
         nb, resources = super().preprocess(nb, resources, *args, **kwargs)
         nb.metadata.pop("widgets", None)  # widget state: no page shows it, and nothing counted it
-        self._messages += cap_outputs(nb, self.max_notebook_output_bytes)  # whatever path an output took
+        self._messages += cap_outputs(nb, self.max_notebook_output_bytes, _is_record)  # whatever path it took
         if any(cell.cell_type == "code" for cell in nb.cells[self._last + 1 :]):
             nb.cells.insert(self._last + 1, _not_run_marker())
         for message in self._messages:  # added afterwards: a new cell during the run would shift the cell loop
@@ -397,6 +397,10 @@ class GuardedExecute(Execute):
     def _stop(self, reason: str) -> None:
         self._stopped = reason
         self._note(f"{reason}: the cells after it were not run")
+
+
+def _is_record(output: NotebookNode) -> bool:
+    return RECORD_MIME in output.get("data", {})
 
 
 def _well_formed(msg: dict[str, Any]) -> bool:

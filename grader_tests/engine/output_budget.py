@@ -16,6 +16,7 @@ The student's own text (sources and markdown attachments) is capped by :func:`ca
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +66,7 @@ class OutputBudget:
         over = "notebook" if self.total + size > self.per_notebook else "cell" if spent + size > self.per_cell else ""
         if over and (kind != "error" or cell_index in self.errored):  # a cell's first error is always kept
             limit = self.per_notebook if over == "notebook" else self.per_cell
-            return None, self._note_once(cell_index, f"... output over this {over}'s {limit // MB} MB dropped ...")
+            return None, self._note_once(cell_index, f"... output dropped: over the {limit // MB} MB a {over} may show ...")
         if kind == "error":
             self.errored.add(cell_index)
         self.spent[cell_index] = spent + size
@@ -142,11 +143,15 @@ def _source_size(cell: NotebookNode) -> int:
     return size + (len(json.dumps(cell.get("attachments"), default=str)) if cell.get("attachments") else 0)
 
 
-def cap_outputs(nb: NotebookNode, limit: int) -> list[str]:
+def cap_outputs(nb: NotebookNode, limit: int, kept: Callable[[NotebookNode], bool] = lambda output: False) -> list[str]:
     """The last line of defence, after the run: if the outputs' JSON exceeds ``limit`` bytes in all (an output
     path :class:`OutputBudget` did not see), the largest cells keep only their first error and a note, until it
-    does not. Returns the grading notes."""
-    sizes = {index: len(json.dumps(cell.get("outputs", []), default=str)) for index, cell in enumerate(nb.cells)}
+    does not. Outputs for which ``kept`` is true (hidden-check records, judged and removed next) are neither
+    counted nor dropped. Returns the grading notes."""
+    def size(outputs: list) -> int:
+        return len(json.dumps([out for out in outputs if not kept(out)], default=str))
+
+    sizes = {index: size(cell.get("outputs", [])) for index, cell in enumerate(nb.cells)}
     total = sum(sizes.values())
     notes = []
     for index in sorted(sizes, key=sizes.get, reverse=True):
@@ -154,8 +159,9 @@ def cap_outputs(nb: NotebookNode, limit: int) -> list[str]:
             break
         cell = nb.cells[index]
         errors = [out for out in cell.get("outputs", []) if out.get("output_type") == "error"][:1]
-        note = "\n... output over the notebook's limit dropped ...\n"
-        cell.outputs = [*errors, nbformat.v4.new_output("stream", name="stdout", text=note)]
-        total -= sizes[index] - len(json.dumps(cell.outputs, default=str))
-        notes.append(f"cell {index + 1}'s output ({sizes[index]:,} bytes) was over the notebook's limit: dropped")
+        note = "\n... output dropped: over the limit of a notebook ...\n"
+        records = [out for out in cell.get("outputs", []) if kept(out)]
+        cell.outputs = [*records, *errors, nbformat.v4.new_output("stream", name="stdout", text=note)]
+        total -= sizes[index] - size(cell.outputs)
+        notes.append(f"the output of cell {index + 1} ({sizes[index]:,} bytes) was over the limit of a notebook: dropped")
     return notes

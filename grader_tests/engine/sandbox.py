@@ -132,6 +132,7 @@ class Cgroup:
                 with contextlib.suppress(OSError):
                     group._write("unified", "cpu.max", f"{round(limits.cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}")
                     group.cpu_limited = True
+                    _weigh(path, "cpu.weight", 100)
                 return group
             paths = {c: _own_cgroup(f"/sys/fs/cgroup/{c}", c) / "visualizing-cnns" / name for c in ("memory", "pids")}
             for path in paths.values():
@@ -149,6 +150,7 @@ class Cgroup:
                 group._write("cpu", "cpu.cfs_period_us", str(CPU_PERIOD_US))
                 group._write("cpu", "cpu.cfs_quota_us", str(round(limits.cpus * CPU_PERIOD_US)))
                 group.cpu_limited = True
+                _weigh(cpu.parent, "cpu.shares", 1024)
             return group
         except OSError:
             return None
@@ -188,7 +190,19 @@ class Cgroup:
                 pass
             except OSError:
                 return False
+        if self.cpu_limited:
+            with contextlib.suppress(OSError):
+                cpu = self.paths["unified" if self.v2 else "cpu"].parent
+                _weigh(cpu, "cpu.weight" if self.v2 else "cpu.shares", 100 if self.v2 else 1024)
         return True
+
+
+def _weigh(parent: Path, name: str, default: int) -> None:
+    """Give the kernels' common parent cgroup the CPU weight of as many processes as it holds kernels (at least
+    one): the scheduler weighs a cgroup as one process against its siblings, so on a busy machine the kernels
+    together would otherwise get one process's share, and each kernel graded beside another only half of it."""
+    kernels = sum(1 for child in parent.iterdir() if child.is_dir())
+    (parent / name).write_text(str(min(default * max(1, kernels), 10_000 if name == "cpu.weight" else 262_144)))
 
 
 def _is_cgroup2(path: str) -> bool:
