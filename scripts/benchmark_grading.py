@@ -1,10 +1,11 @@
-"""Grading throughput (``make benchmark-grading``): seconds per student (all six notebooks) serially and in
-parallel, against plain execution of the same notebooks, and the projection for a class of 300.
+"""Grading throughput (``make benchmark-grading``): seconds per student (every notebook of the course) and per
+notebook, serially and in parallel, against plain execution of the same notebooks, and the projection for a class
+of 300.
 
     python scripts/benchmark_grading.py [--students 10] [--plain 2] [--workers 1 2 3]
 
 The class: ``--students`` copies of the fabricated class's perfect student plus its untouched one (the release
-as is), each submitting all six notebooks, graded as ``make grade`` does with each ``--workers``. The overhead
+as is), each submitting every notebook of the course, graded as ``make grade`` does with each ``--workers``. The overhead
 of grading is measured on the first ``--plain`` students alone: their notebooks run plainly with nbclient, one
 after the other in fresh kernels, one thread per kernel, against grading them with ``--full`` (the same work:
 every figure, every cell) and one worker. Grading writes to a scratch folder. What a run pays once (intake, an
@@ -34,7 +35,11 @@ import nbformat
 from nbclient import NotebookClient
 
 from grader_tests.engine import grade
+from grader_tests.engine.course import assignments
 from grader_tests.engine.fabricated_class import build_class
+
+NOTEBOOKS = len(assignments())
+"""Notebooks a student submits: the course's, counted (every rate below is per submission, one notebook)."""
 
 
 def make_class(out: Path, students: list[str]) -> Path:
@@ -114,20 +119,22 @@ def main() -> None:
         few = make_class(SCRATCH / "few", [f"perfect{i}" for i in range(args.plain)])
         plain = plain_execution(few) / args.plain
         full_start, full_rate, _ = timed_grading(few, workers=1, full=True)
-        full = (full_start + full_rate * (6 * args.plain - 1)) / args.plain  # all of it: same work as plain execution
+        full = (full_start + full_rate * (NOTEBOOKS * args.plain - 1)) / args.plain  # all of it: same work as plain execution
     students = [f"perfect{i}" for i in range(args.students)] + ["untouched"]
     submissions = make_class(SCRATCH / "class", students)
     runs = {workers: timed_grading(submissions, workers) for workers in dict.fromkeys(args.workers)}
-    print(f"\n{os.cpu_count()} cores, six notebooks a student, one thread per kernel; {len(students)} students")
-    print("| run | first submission graded after (s) | then seconds per student | 300 students (min) | "
-          "peak memory (GB) |")
-    print("|---|---|---|---|---|")
+    print(f"\n{os.cpu_count()} cores, {NOTEBOOKS} notebooks a student, one thread per kernel; {len(students)} students")
+    print("| run | first submission graded after (s) | then seconds per notebook | per student | "
+          "300 students (min) | peak memory (GB) |")
+    print("|---|---|---|---|---|---|")
     if args.plain:
-        print(f"| plain execution, serial ({args.plain} students) | | {plain:.1f} | {300 * plain / 60:.0f} | |")
-        print(f"| grading `--full`, 1 worker (the same {args.plain}) | | {full:.1f} | {300 * full / 60:.0f} | |")
+        print(f"| plain execution, serial ({args.plain} students) | | {plain / NOTEBOOKS:.2f} | {plain:.1f} | "
+              f"{300 * plain / 60:.0f} | |")
+        print(f"| grading `--full`, 1 worker (the same {args.plain}) | | {full / NOTEBOOKS:.2f} | {full:.1f} | "
+              f"{300 * full / 60:.0f} | |")
     for workers, (start, rate, memory) in runs.items():
-        print(f"| grading, {workers} worker{'s' if workers > 1 else ''} | {start:.0f} | {6 * rate:.1f} | "
-              f"{(start + rate * (6 * 300 - 1)) / 60:.0f} | {memory:.1f} |")
+        print(f"| grading, {workers} worker{'s' if workers > 1 else ''} | {start:.0f} | {rate:.2f} | "
+              f"{NOTEBOOKS * rate:.1f} | {(start + rate * (NOTEBOOKS * 300 - 1)) / 60:.0f} | {memory:.1f} |")
     if args.plain:
         print(f"overhead of grading over plain execution of the same notebooks (--full, serial): {full / plain - 1:+.0%}")
     shutil.rmtree(SCRATCH, ignore_errors=True)
