@@ -254,13 +254,18 @@ def test_fooling_change_follows_the_saliency_map(fooling):
 
     Statistic: mean on-object ratio (object grown by 3 px; 1 is chance) of |change| and of saliency, both the
     largest magnitude over the colour channels. Thresholds: robust change ratio >= standard change ratio + 0.3;
-    robust saliency ratio >= standard saliency ratio + 0.3; standard saliency ratio <= 1.5."""
+    robust saliency ratio >= standard saliency ratio + 0.3; standard saliency ratio <= 1.5 and change ratio <= 2;
+    for each model |change ratio - saliency ratio| <= 0.5 (the change lies about where the saliency map does)."""
     r, s = fooling["robust"], fooling["standard"]
     assert r["change ratio"].mean() >= s["change ratio"].mean() + 0.3, (
         f"change on object: robust {r['change ratio'].mean():.2f} vs standard {s['change ratio'].mean():.2f}")
     assert r["saliency ratio"].mean() >= s["saliency ratio"].mean() + 0.3, (
         f"saliency on object: robust {r['saliency ratio'].mean():.2f} vs standard {s['saliency ratio'].mean():.2f}")
     assert s["saliency ratio"].mean() <= 1.5, f"standard saliency ratio {s['saliency ratio'].mean():.2f} > 1.5"
+    assert s["change ratio"].mean() <= 2, f"standard change ratio {s['change ratio'].mean():.2f} > 2: not spread"
+    for name, d in fooling.items():
+        gap = abs(d["change ratio"].mean() - d["saliency ratio"].mean())
+        assert gap <= 0.5, f"{name}: change and saliency ratios differ by {gap:.2f} > 0.5"
 
 
 # --- 12 · Integrated Gradients' completeness, guided backpropagation's ReLUs, the table ------------------------------
