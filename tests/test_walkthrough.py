@@ -62,14 +62,15 @@ def _text(page: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", page))
 
 
-def _assert_offline(page: str, folder: Path) -> None:
-    """Nothing the page loads is on the network; its scripts are the local MathJax, which exists."""
+def _assert_offline(page: str, folder: Path, mathjax: str = pages.MATHJAX) -> None:
+    """Nothing the page loads is on the network; its scripts are the local MathJax ``mathjax`` (relative to
+    ``folder``), which exists."""
     found = _resources(page)
     remote = [url for url in found.loaded if re.match(r"(https?:)?//", url.strip(), re.IGNORECASE)]
     assert remote == []
     scripts = re.findall(r"<script[^>]*\bsrc=\"([^\"]+)\"", page)
-    assert scripts == [pages.MATHJAX]
-    assert (folder / pages.MATHJAX).stat().st_size > 1_000_000
+    assert scripts == [mathjax]
+    assert (folder / mathjax).stat().st_size > 1_000_000
     assert not [script for script in found.inline_scripts if re.search(r"https?://|import\(", script)]
 
 
@@ -156,7 +157,7 @@ def test_goals_come_from_the_you_will_list_of_the_first_cell():
     assert pages.goals(notebook) == "Why it matters."
 
 
-def test_feedback_pages_use_a_mathjax_copy_written_next_to_them(tmp_path):
+def test_feedback_pages_share_one_mathjax_copy_per_feedback_tree(tmp_path):
     import nbgrader
     from nbconvert.writers import FilesWriter
 
@@ -173,12 +174,46 @@ def test_feedback_pages_use_a_mathjax_copy_written_next_to_them(tmp_path):
     ])
     resources = {"nbgrader": {"notebook": "demo", "score": 1.0, "max_score": 2.0, "late_penalty": 0}}
     page, resources = exporter.from_notebook_node(notebook, resources)
-    FilesWriter(build_directory=str(tmp_path)).write(page, resources, notebook_name="demo")
-    _assert_offline((tmp_path / "demo.html").read_text(), tmp_path)
+    feedback = tmp_path / "feedback"
+    for student in ("alice", "bob"):  # feedback/<student>/<assignment>/<notebook>.html, as nbgrader writes them
+        FilesWriter(build_directory=str(feedback / student / "06_gradcam")).write(page, resources, notebook_name="demo")
+    for student in ("alice", "bob"):
+        _assert_offline((feedback / student / "06_gradcam" / "demo.html").read_text(), feedback / student / "06_gradcam",
+                        mathjax="../../mathjax/tex-svg-full.js")
     installed = pages.mathjax_folder() / "es5" / "tex-svg-full.js"
-    assert (tmp_path / pages.MATHJAX).read_bytes() == installed.read_bytes()
+    assert (feedback / "mathjax" / "tex-svg-full.js").read_bytes() == installed.read_bytes()
+    copies = [path.relative_to(feedback).as_posix() for path in feedback.rglob("*.js")]
+    assert copies == ["mathjax/tex-svg-full.js"]  # one copy for the tree, none beside the pages
     assert "$\\partial s_c / \\partial I$" in page  # left to MathJax, which reads $...$ (its configuration)
     assert 'inlineMath: [["$", "$"]' in page
+
+
+def test_feedback_pages_written_by_nbgrader_share_the_copy_and_wrap_error_outputs(tmp_path):
+    """Inside nbgrader's converter (the exporter's parent knows the page's folder) the shared copy is written once,
+    straight into ``feedback/mathjax/``; error outputs wrap in full."""
+    from grader_tests.engine.nbgrader_plugins import FEEDBACK_CSS, FeedbackExporter
+
+    from traitlets.config import Configurable
+
+    class Converter(Configurable):  # what the exporter asks of nbgrader's GenerateFeedback, its parent
+        def _format_dest(self, assignment: str, student: str) -> str:
+            return str(tmp_path / "feedback" / student / assignment)
+
+    exporter = FeedbackExporter(template_name="lab", parent=Converter())
+    reason = "vis_gradcam returned a map of the right shape but wrong values " * 4
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("check()", outputs=[
+        nbformat.v4.new_output("error", ename="AssertionError", evalue=reason, traceback=[reason])])])
+    page, resources = exporter.from_notebook_node(notebook, {"nbgrader": {"student": "alice", "assignment": "a1"}})
+    assert pages.MATHJAX not in resources.get("outputs", {}) and "../../mathjax/tex-svg-full.js" not in resources.get(
+        "outputs", {})
+    shared = tmp_path / "feedback" / "mathjax" / "tex-svg-full.js"
+    assert shared.read_bytes() == FeedbackExporter.mathjax()
+    written = shared.stat().st_mtime_ns
+    exporter.from_notebook_node(notebook, {"nbgrader": {"student": "bob", "assignment": "a1"}})
+    assert shared.stat().st_mtime_ns == written  # not rewritten for the next page
+    assert [p.name for p in shared.parent.iterdir()] == ["tex-svg-full.js"]  # no temporary file left
+    head = page.split("</head>")[0]
+    assert FEEDBACK_CSS in head and "white-space: pre-wrap" in FEEDBACK_CSS
 
 
 def test_progress_inside_a_notebook_is_a_line_every_ten_seconds(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,7 @@
   (:mod:`grader_tests.judges`); the records and the kernel's tracebacks leave the notebook, and records that
   were tampered with are flagged.
 * :class:`FeedbackExporter`: nbconvert's HTML exporter that compiles its templates once per process and typesets
-  formulas with a local copy of MathJax, written next to each page, under a Content-Security-Policy.
+  formulas with a local copy of MathJax shared by the feedback tree, under a Content-Security-Policy.
 """
 
 from __future__ import annotations
@@ -564,6 +564,14 @@ class _RememberedHighlight(Highlight2HTML):
         return self.remembered[key]
 
 
+FEEDBACK_CSS = """<style>
+/* a failure's reason in full: error and stream outputs wrap instead of scrolling sideways */
+.output_subarea pre { white-space: pre-wrap; word-break: normal; overflow-wrap: anywhere; }
+</style>
+"""
+"""Added to every feedback page's head (inline styles are allowed by its Content-Security-Policy)."""
+
+
 class FeedbackExporter(HTMLExporter):
     """nbgrader's feedback exporter at twice the speed, and offline.
 
@@ -572,11 +580,17 @@ class FeedbackExporter(HTMLExporter):
     BeautifulSoup pass, which only adds image alt texts and JupyterLab's tab stops (the feedback template has no
     JupyterLab cells).
 
-    Formulas are typeset by MathJax 3 from a copy written next to each page, ``mathjax/tex-svg-full.js`` (from the
-    ``django-static-mathjax`` package: MathJax's files, no Django), not from a CDN: a student's feedback folder
-    shows its formulas without a network. That one file holds the TeX input, every TeX extension and the SVG
-    output with its fonts, so nothing else is loaded, even from ``file://``. (nbgrader's ``release_feedback``
-    copies the HTML files only: hand out the folder.)
+    Formulas are typeset by MathJax 3 from one copy shared by the whole feedback tree,
+    ``feedback/mathjax/tex-svg-full.js`` (from the ``django-static-mathjax`` package: MathJax's files, no Django),
+    which each page ``feedback/<student>/<assignment>/<notebook>.html`` loads as ``../../mathjax/tex-svg-full.js``:
+    offline, and 2.2 MB once rather than once per page (300 students x 14 notebooks would be about 9 GB). The
+    copy is written when the first page of a tree is (:meth:`write_shared_mathjax`, atomically: grading workers
+    write pages in parallel). That one file holds the TeX input, every TeX extension and the SVG output with its
+    fonts, so nothing else is loaded, even from ``file://``. (nbgrader's ``release_feedback`` copies the HTML files
+    only: hand out a student's folder with ``mathjax/`` beside it, docs/instructors.md.)
+
+    Error outputs wrap (:data:`FEEDBACK_CSS`): a failure's reason shows in full, not cut off in a box that
+    scrolls sideways.
 
     Each page carries a Content-Security-Policy (:func:`grader_tests.engine.sanitize.content_security_policy`):
     only its MathJax configuration and MathJax's file run, with a nonce drawn for the page; student HTML was
@@ -585,8 +599,8 @@ class FeedbackExporter(HTMLExporter):
 
     mathjax_distribution: ClassVar[str] = "django-static-mathjax"
     mathjax_source: ClassVar[str] = "mathjax/static/mathjax/es5/tex-svg-full.js"
-    mathjax_file: ClassVar[str] = "mathjax/tex-svg-full.js"
-    """Where the copy goes, relative to the page (nbgrader's writer writes ``resources["outputs"]`` there)."""
+    mathjax_file: ClassVar[str] = "../../mathjax/tex-svg-full.js"
+    """The shared copy, relative to a page ``feedback/<student>/<assignment>/<notebook>.html``."""
     mathjax_macro: ClassVar[str] = """{%- macro mathjax(url=None) -%}{% raw %}
 <script nonce="@csp-nonce@">
 window.MathJax = {
@@ -628,11 +642,40 @@ window.MathJax = {
         environment.bytecode_cache = _CompiledTemplates()
         return environment
 
+    @classmethod
+    def write_shared_mathjax(cls, page_folder: Path) -> Path:
+        """Write the shared MathJax copy that pages in ``page_folder`` load (``page_folder/../../mathjax/``), unless
+        it is there already with the right content; atomic (a temporary file renamed), so that parallel grading
+        workers never leave a half-written copy. Returns the copy's path."""
+        target = Path(os.path.normpath(Path(page_folder) / cls.mathjax_file))
+        data = cls.mathjax()
+        with contextlib.suppress(OSError):
+            if target.stat().st_size == len(data) and target.read_bytes() == data:
+                return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        temporary.write_bytes(data)
+        os.replace(temporary, target)
+        return target
+
     def from_notebook_node(self, nb: NotebookNode, resources: dict | None = None, **kw: Any) -> tuple[str, dict]:
         output, resources = self._page(nb, resources, **kw)
+        output = output.replace("</head>", FEEDBACK_CSS + "</head>", 1)
         output = with_content_security_policy(output, nonce=secrets.token_urlsafe(18), scripts=2)
-        resources.setdefault("outputs", {})[self.mathjax_file] = self.mathjax()
+        destination = self._destination(resources)
+        if destination is not None:  # nbgrader's converter: the page's folder is known, the copy written once
+            self.write_shared_mathjax(destination)
+        else:  # used on its own: the writer writes the copy, relative to its build directory
+            resources.setdefault("outputs", {})[self.mathjax_file] = self.mathjax()
         return output, resources
+
+    def _destination(self, resources: dict) -> Path | None:
+        """The folder nbgrader's converter (this exporter's parent) writes the page into, or None."""
+        nbgrader = resources.get("nbgrader", {})
+        format_dest = getattr(self.parent, "_format_dest", None)
+        if format_dest is None or "assignment" not in nbgrader or "student" not in nbgrader:
+            return None
+        return Path(format_dest(nbgrader["assignment"], nbgrader["student"]))
 
     def _page(self, nb: NotebookNode, resources: dict | None = None, **kw: Any) -> tuple[str, dict]:
         language = nb.metadata.get("language_info", {})

@@ -193,7 +193,7 @@ CSP_NONCE_PLACEHOLDER = "@csp-nonce@"
 
 def content_security_policy(nonce: str) -> str:
     """The feedback page's policy: only the scripts that carry ``nonce`` (the page's MathJax configuration and
-    MathJax's file beside it) run; no plugin, frame, form target, connection, worker or ``<base>``; images only
+    the feedback tree's MathJax file) run; no plugin, frame, form target, connection, worker or ``<base>``; images only
     from ``data:`` URLs (the page's own figures), styles inline (the page's and MathJax's)."""
     return "; ".join([
         "default-src 'none'",
