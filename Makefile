@@ -29,35 +29,28 @@ $(INSTALLED): pyproject.toml
 
 env: $(INSTALLED) ## create .venv and install the course into it (first use only; again when pyproject.toml changes)
 
-# Chromium for the real-browser test (tests/test_browser.py): installed with apt-get where it is missing and this
-# runs as root; otherwise one line says how to enable that test, which then skips.
-browser: ## install Chromium for the real-browser test (apt-get, as root), or say how
-	if [ -x /usr/bin/chromium ]; then :; \
+# $(call system-package,CHECK,PACKAGE,WHAT FOR,WHAT HAPPENS WITHOUT IT): a Debian package installed with apt-get
+# where CHECK fails and this runs as root; otherwise one line says what is missing and how to install it.
+define system-package
+	if $(1); then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing Chromium for the browser test (apt-get install chromium)"; \
+		echo "installing $(2) $(3) (apt-get install $(2))"; \
 		export DEBIAN_FRONTEND=noninteractive; \
-		{ apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } \
-			>/dev/null 2>&1 || echo "could not install Chromium: the browser test will be skipped" \
-			"(enable it: apt-get update && apt-get install chromium)"; \
+		{ apt-get install -y -qq $(2) || { apt-get update -qq && apt-get install -y -qq $(2); }; } >/dev/null 2>&1 \
+			|| echo "could not install $(2): $(4) (enable it: apt-get update && apt-get install $(2))"; \
 	else \
-		echo "no /usr/bin/chromium: the browser test will be skipped (enable it: sudo make browser," \
-			"or sudo apt-get install chromium)"; \
+		echo "no $(2): $(4) (enable it: sudo make $@ or sudo apt-get install $(2))"; \
 	fi
+endef
 
-# libseccomp for the grading kernels' system-call filter (grader_tests/engine/syscalls.py): Debian ships it with
-# the base system; installed with apt-get where it is missing and this runs as root, otherwise grading warns.
+browser: ## install Chromium for the real-browser test (apt-get, as root), or say how
+	$(call system-package,[ -x /usr/bin/chromium ],chromium,for the browser tests,the browser tests will be skipped)
+
+# libseccomp for the grading kernels' system-call filter (grader_tests/engine/syscalls.py); Debian's base system
+# usually has it.
 seccomp: ## install libseccomp2 for the grading sandbox's system-call filter (apt-get, as root), or say how
-	if /sbin/ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2'; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing libseccomp2 for the grading sandbox (apt-get install libseccomp2)"; \
-		export DEBIAN_FRONTEND=noninteractive; \
-		{ apt-get install -y -qq libseccomp2 || { apt-get update -qq && apt-get install -y -qq libseccomp2; }; } \
-			>/dev/null 2>&1 || echo "could not install libseccomp2: grading kernels will run without their" \
-			"system-call filter (enable it: apt-get update && apt-get install libseccomp2)"; \
-	else \
-		echo "no libseccomp2: grading kernels will run without their system-call filter (enable it:" \
-			"sudo make seccomp, or sudo apt-get install libseccomp2)"; \
-	fi
+	$(call system-package,/sbin/ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2',libseccomp2,for the grading \
+		sandbox,grading kernels will run without their system-call filter)
 
 # Check the set-up, generate the student versions, render the walkthrough; then say where everything is.
 # Measuring the model is a maintainer's task: `make measure`.
