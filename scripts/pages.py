@@ -1,7 +1,9 @@
 """The walkthrough's HTML: a clean page per executed notebook, an index, and a local MathJax (no network).
 
 * :func:`cleaned`: the copy of an executed solved notebook that a reader sees: solution regions without their
-  ``### BEGIN/END SOLUTION`` lines, test cells without their hidden block, no nbgrader metadata.
+  ``### BEGIN/END SOLUTION`` lines, test cells without their hidden block, no nbgrader metadata, and nothing
+  that speaks of grading (Markdown cells tagged ``student-only``, the points of task and question headings): the
+  walkthrough's reader is not graded. The student notebooks keep both.
 * :func:`render_page`: nbconvert's ``lab`` page of it, its formulas typeset by the MathJax copy of
   :func:`copy_mathjax`, nothing loaded from the network (no require.js, Mermaid or widget scripts).
 * :func:`summary` and :func:`write_index`: the index, one card per notebook with its goals (the "You will" list of
@@ -50,6 +52,11 @@ window.MathJax = {
 
 SOLUTION_MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
 HIDDEN_TESTS = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[ \t]*\n?", re.MULTILINE | re.DOTALL)
+STUDENT_ONLY_TAG = "student-only"
+"""The tag of a Markdown cell that only students need (what is graded and for how many points, what to do when
+``import helpers`` fails): not on the pages."""
+POINTS = re.compile(r"[ \t]*\(\d+(?:[ \t]*\+[ \t]*\d+)*[ \t]+points?\)")
+"""The points of a task or question heading, "(2 points)", "(1 + 1 points)": dropped from the pages."""
 GOALS_HEADING = re.compile(r"^\s*(\*\*You will\*\*|#+\s*(Goals|You will)\b.*)\s*$", re.IGNORECASE)
 
 PAGE_TEMPLATE = """{%- extends 'index.html.j2' -%}
@@ -63,7 +70,8 @@ PAGE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block extra_css -%}
 <style>
 nav.walkthrough { max-width: 1100px; margin: 0 auto; padding: 8px 16px; font-family: var(--jp-ui-font-family);
-                  display: flex; gap: 1.5em; font-size: 14px; }
+                  display: flex; gap: 1.5em; font-size: 14px; white-space: nowrap; }
+nav.walkthrough a { overflow: hidden; text-overflow: ellipsis; min-width: 0; }
 nav.walkthrough .next { margin-left: auto; }
 </style>
 {%- endblock extra_css -%}
@@ -110,12 +118,16 @@ def cleaned(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
     Solution cells keep their code without the ``### BEGIN SOLUTION`` / ``### END SOLUTION`` lines; test cells
     lose their ``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS`` block (the grader's probe); cells lose their
-    nbgrader metadata."""
+    nbgrader metadata; Markdown cells tagged ``student-only`` go, and headings lose their points."""
     copy = nbformat.from_dict(notebook)
+    copy.cells = [cell for cell in copy.cells
+                  if not (cell.cell_type == "markdown" and STUDENT_ONLY_TAG in cell.metadata.get("tags", []))]
     for cell in copy.cells:
         cell.metadata.pop("nbgrader", None)
         if cell.cell_type == "code":
             cell.source = HIDDEN_TESTS.sub("", SOLUTION_MARKER.sub("", cell.source)).strip("\n")
+        elif cell.cell_type == "markdown":
+            cell.source = POINTS.sub("", cell.source)
     copy.metadata.pop("widgets", None)
     return copy
 
@@ -134,14 +146,24 @@ def render_page(notebook: nbformat.NotebookNode, title: str, nav: str, html_expo
     return body
 
 
+def short_title(title: str) -> str:
+    """A title up to its colon, for the links between pages: "12 · Attributions" (the full title is the link's
+    tooltip), so that the bar stays one line."""
+    return title.split(":", 1)[0].strip()
+
+
 def nav_bar(pages: list[tuple[str, str]], index: int) -> str:
     """Links to the index and to the previous and next pages of ``pages`` ((file, title) in course order)."""
+    def link(page: str, title: str, text: str, css: str = "") -> str:
+        return f'<a{css} href="{html.escape(page)}" title="{html.escape(title)}">{text}</a>'
+
     links = ['<a href="index.html">Visualizing CNNs: the walkthrough</a>']
     if index > 0:
-        links.append(f'<a href="{html.escape(pages[index - 1][0])}">&larr; {html.escape(pages[index - 1][1])}</a>')
+        page, title = pages[index - 1]
+        links.append(link(page, title, f"&larr; {html.escape(short_title(title))}"))
     if index + 1 < len(pages):
-        links.append(f'<a class="next" href="{html.escape(pages[index + 1][0])}">'
-                     f'{html.escape(pages[index + 1][1])} &rarr;</a>')
+        page, title = pages[index + 1]
+        links.append(link(page, title, f"{html.escape(short_title(title))} &rarr;", ' class="next"'))
     return f'<nav class="walkthrough">{" ".join(links)}</nav>'
 
 

@@ -148,6 +148,34 @@ def test_cleaning_drops_markers_and_hidden_blocks_but_not_from_the_executed_note
     assert "### BEGIN SOLUTION" in executed.cells[0].source and "nbgrader" in executed.cells[0].metadata
 
 
+def test_cleaning_drops_what_only_students_need_the_student_only_cells_and_the_points():
+    new = nbformat.v4
+    executed = new.new_notebook(cells=[
+        new.new_markdown_cell("# 5 · Saliency\n\nWhy."),
+        new.new_markdown_cell("Graded: four code tests (2 + 2 + 1 + 1 points).\n\nIf `import helpers` fails ..."),
+        new.new_markdown_cell("### Task 1 · `gradient_at` (2 points)\n\nWrite it at a point (a 2 points grid)."),
+        new.new_markdown_cell("**Question 1 (1 point).** Why?\n\n**Question (1 + 2 points).** And?"),
+        new.new_code_cell("print('(2 points)')  # code is left as it is"),
+    ])
+    executed.cells[1].metadata["tags"] = [pages.STUDENT_ONLY_TAG]
+    shown = pages.cleaned(executed)
+    assert [cell.source for cell in shown.cells] == [
+        "# 5 · Saliency\n\nWhy.",
+        "### Task 1 · `gradient_at`\n\nWrite it at a point (a 2 points grid).",
+        "**Question 1.** Why?\n\n**Question.** And?",
+        "print('(2 points)')  # code is left as it is",
+    ]
+    assert len(executed.cells) == 5 and "(2 points)" in executed.cells[2].source  # the executed notebook is kept
+
+
+def test_the_navigation_names_the_neighbours_by_their_short_titles():
+    titles = [("01_a.html", "1 · Autograd: where gradients come from"), ("02_b.html", "2 · The model"),
+              ("03_c.html", "3 · Filters: the first layer")]
+    nav = pages.nav_bar(titles, 1)
+    assert "&larr; 1 · Autograd</a>" in nav and "3 · Filters &rarr;</a>" in nav
+    assert 'title="1 · Autograd: where gradients come from"' in nav
+    assert "white-space: nowrap" in pages.PAGE_TEMPLATE
+
 def test_goals_come_from_the_you_will_list_of_the_first_cell():
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
         "# 9 · A topic\n\nWhy it matters.\n\n**You will**\n\n1. do $x^2$;\n2. see why.\n\n**Graded:** all of it."
