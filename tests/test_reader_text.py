@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -133,6 +134,22 @@ def test_a_notebook_names_nothing_its_reader_does_not_have(path: Path):
     assert problems == [], f"{path.relative_to(ROOT)}:\n" + "\n".join(problems)
     first = "\n".join(cell.source for cell in notebook.cells[:3] if cell.cell_type == "markdown")
     assert "No module named 'helpers'" in first and "pip install" in first
+
+
+@pytest.mark.parametrize("path", SOLVED, ids=lambda path: path.parent.name)
+def test_what_the_code_prints_speaks_no_grading_words(path: Path):
+    """Solved notebooks are stored without outputs, so the pages above are checked without them: here the texts the
+    code can print or raise (its string literals, the hidden blocks left out as the pages leave them out) are held
+    to the prose's rules. ``tests/test_walkthrough.py`` checks an executed page, outputs included."""
+    notebook = nbformat.read(path, as_version=4)
+    problems = []
+    for index, cell in enumerate(pages.cleaned(notebook).cells):
+        if cell.cell_type != "code":
+            continue
+        strings = [node.value for node in ast.walk(ast.parse(cell.source))
+                   if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+        problems += [f"cell {index}: {hit}" for text in strings for hit in _hits(text, GRADING_WORDS)]
+    assert problems == [], f"{path.parent.name}:\n" + "\n".join(problems)
 
 
 @pytest.mark.parametrize("path", SOLVED + STUDENT, ids=lambda path: f"{path.parts[-3]}/{path.parent.name}")

@@ -106,6 +106,17 @@ def test_a_page_shows_the_solutions_without_markers_and_no_hidden_test(built):
     assert "nbgrader" not in page
 
 
+def test_an_executed_page_speaks_to_its_reader_outputs_included(built):
+    """The rules of ``tests/test_reader_text.py`` on a page built from an executed notebook (the solved notebooks
+    are stored without outputs): no grading words in its prose and outputs, nothing its reader lacks."""
+    from test_reader_text import COURSE_INTERNAL_WORDS, GRADING_WORDS, _hits, _page_prose
+
+    out, _ = built
+    page = (out / f"{NOTEBOOK}.html").read_text()
+    assert "jp-OutputArea-output" in page  # outputs are there to be read
+    assert _hits(_page_prose(page), GRADING_WORDS) + _hits(_text(page), COURSE_INTERNAL_WORDS) == []
+
+
 def test_pages_load_nothing_from_the_network_and_use_the_local_mathjax(built):
     out, _ = built
     for name in (f"{NOTEBOOK}.html", "index.html"):
