@@ -619,6 +619,8 @@ window.MathJax = {
     """Replaces nbconvert's ``mathjax.html.j2`` (MathJax 2 from a CDN), which the feedback template imports; its two
     scripts are the only ones the page's Content-Security-Policy lets run (they get the page's nonce)."""
     _mathjax: ClassVar[bytes | None] = None
+    _shared_copies: ClassVar[set[Path]] = set()
+    """The shared copies this process has checked or written (each is checked once per process, not per page)."""
 
     @default("extra_loaders")
     def _local_mathjax(self) -> list:
@@ -647,15 +649,19 @@ window.MathJax = {
         """Write the shared MathJax copy that pages in ``page_folder`` load (``page_folder/../../mathjax/``), unless
         it is there already with the right content; atomic (a temporary file renamed), so that parallel grading
         workers never leave a half-written copy. Returns the copy's path."""
-        target = Path(os.path.normpath(Path(page_folder) / cls.mathjax_file))
+        target = Path(os.path.normpath(Path(page_folder).resolve() / cls.mathjax_file))
+        if target in cls._shared_copies and target.is_file():  # checked or written by this process already
+            return target
         data = cls.mathjax()
         with contextlib.suppress(OSError):
             if target.stat().st_size == len(data) and target.read_bytes() == data:
+                cls._shared_copies.add(target)
                 return target
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}")
         temporary.write_bytes(data)
         os.replace(temporary, target)
+        cls._shared_copies.add(target)
         return target
 
     def from_notebook_node(self, nb: NotebookNode, resources: dict | None = None, **kw: Any) -> tuple[str, dict]:
