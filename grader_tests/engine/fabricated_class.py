@@ -171,7 +171,9 @@ FLOOD = 'for line in range(200_000):\n    print(f"line {line}: checking my work"
 
 GRADCAM_NO_RELU = ("grad_cam = F.relu((alpha * A).sum(dim=1, keepdim=True))", "grad_cam = (alpha * A).sum(dim=1, keepdim=True)")
 CAM_HOOK_LEFT = (
-    """    with helpers.evaluating(model), torch.no_grad(), helpers.capture_activations(model, ["backbone.relu5_2"]) as saved:
+    """    with helpers.evaluating(model), torch.no_grad(), helpers.capture_activations(
+        model, ["backbone.relu5_2"]
+    ) as saved:
         model(img.unsqueeze(0))
     features = saved["backbone.relu5_2"][0]""",
     """    saved = {}
@@ -193,7 +195,8 @@ CAM_GAP_PRE_HOOK = (
 )
 GRADCAM_RELU_PRE_HOOK = (
     """    def hook_feat(module, inputs, output):
-        saved["A"] = output                         # not detached: the score's graph runs through it
+        # not detached: the score's graph runs through it
+        saved["A"] = output
 
     handle = vgg.backbone.bn5_2.register_forward_hook(hook_feat)""",
     """    def hook_feat(module, inputs):
@@ -202,12 +205,12 @@ GRADCAM_RELU_PRE_HOOK = (
     handle = vgg.backbone.relu5_2.register_forward_pre_hook(hook_feat)""",
 )
 GRADCAM_BACKWARD = (
-    """        saved["A"] = output                         # not detached: the score's graph runs through it
+    """        saved["A"] = output
 """,
     """        saved["A"] = output
         output.register_hook(lambda grad: saved.update(G=grad))   # receives d s_y / d A during backward()
 """,
-    """            (grad,) = torch.autograd.grad(scores[y], saved["A"])   # d s_y / d A; writes no .grad
+    """            (grad,) = torch.autograd.grad(scores[y], saved["A"])  # d s_y / d A; writes no .grad
     finally:
         handle.remove()""",
     """            vgg.zero_grad(set_to_none=True)
@@ -218,8 +221,8 @@ GRADCAM_BACKWARD = (
     grad = saved["G"]""",
 )
 GRADCAM_FLOAT64 = (
-    """    alpha = grad.mean(dim=(2, 3), keepdim=True)       # global average pooling of the gradient, (1, K, 1, 1)
-    grad_cam = F.relu((alpha * A).sum(dim=1, keepdim=True))      # (1, 1, h, w)
+    """    alpha = grad.mean(dim=(2, 3), keepdim=True)
+    grad_cam = F.relu((alpha * A).sum(dim=1, keepdim=True))  # (1, 1, h, w)
     grad_cam = F.interpolate(grad_cam, size=img.shape[-2:], mode="bilinear", align_corners=False)
     return grad_cam[0, 0]""",
     """    alpha = grad.double().mean(dim=(2, 3), keepdim=True)   # everything after the model in float64
@@ -229,8 +232,10 @@ GRADCAM_FLOAT64 = (
 )
 
 RF_NO_DILATION = ("        size += d * (k - 1) * jump ", "        size += (k - 1) * jump     ")
-PATCHES_NO_START = ("        top, left = start + row * jump, start + column * jump ", "        top, left = row * jump, column * jump ")
-DISSECTION_NEAREST = ('mode="bilinear",\n                                  align_corners=False)[0]', 'mode="nearest")[0]')
+PATCHES_NO_START = ("        top, left = start + row * jump, start + column * jump\n",
+                    "        top, left = row * jump, column * jump\n")
+DISSECTION_NEAREST = ('            mode="bilinear",\n            align_corners=False,\n        )[0]',
+                      '            mode="nearest",\n        )[0]')
 NEIGHBOURS_TOPK = (
     "    d_sorted, order = torch.sort(d, dim=1, stable=True)\n    return order[:, :k], d_sorted[:, :k]",
     "    d_sorted, order = d.topk(k, dim=1, largest=False)  # ties in any order\n    return order, d_sorted",
