@@ -56,7 +56,7 @@ seccomp: ## install libseccomp2 for the grading sandbox's system-call filter (ap
 # Measuring the model is a maintainer's task: `make measure`.
 course: env ## check the set-up, generate notebooks/, render build/walkthrough/ (with progress)
 	echo "[1/3] checking the environment"
-	$(PY) -m helpers.environment
+	$(PY) -m helpers
 	echo "[2/3] generating the student notebooks (solutions/ -> notebooks/)"
 	$(PY) scripts/generate_notebooks.py
 	echo "[3/3] executing the solved notebooks and rendering the walkthrough"

@@ -1,4 +1,4 @@
-"""Check that the course can run here: ``python -m helpers.environment`` (the notebooks call :func:`check`).
+"""Check that the course can run here: ``python -m helpers`` (the notebooks call :func:`check`).
 
 Also sizes torch's thread pool to the CPU this process may really use (:func:`limit_threads`, called when
 ``helpers`` is imported): on a shared machine, a JupyterHub node or in a container, torch would otherwise start one

@@ -1,0 +1,5 @@
+"""``python -m helpers``: check that the course can run here (:func:`helpers.environment.check`)."""
+
+from helpers.environment import check
+
+print(check())
