@@ -66,6 +66,7 @@ def test_assignments_not_submitted_stay_empty_in_the_csv(graded, grading):
     assert table["warning"]["06_gradcam"] == "" and table["warning"]["02_parameters"] != ""
     assert float(table["perfect"]["total"]) == sum(students["perfect"].expected.values())  # answers not graded yet
     assert (grading / "scores.png").stat().st_size > 0
+    assert not (grading / "lms").exists()  # an nbgrader folder came from no LMS: no gradebook import to write
 
 
 def test_each_broken_submission_gets_its_reason_in_the_feedback(graded, grading):

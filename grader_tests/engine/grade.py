@@ -8,10 +8,12 @@ Every submission of one student to one assignment is a task:
    submission time from the LMS only) and moved to ``build/grading/submitted``; a missing or unreadable notebook
    is replaced by the released one with a note saying why (it scores 0, and the feedback tells the student); every
    file of the download that is not used is reported with the reason;
-2. **autograde** in a worker process (``--workers``, default: one more than the cores), with a private copy of an empty
-   gradebook: nbgrader ``autograde`` with this course's preprocessors (``nbgrader_config.py``), then
-   ``generate_feedback``;
-3. **merge**: the parent process copies the task's grades into ``build/gradebook.db`` in one transaction and
+2. **autograde** on a Dask worker (:mod:`grader_tests.engine.cluster`: a local cluster of ``--workers`` processes,
+   default one more than the cores, or the workers of ``--scheduler``), the submission's files carried by the task,
+   in a private folder with a private copy of an empty gradebook: nbgrader ``autograde`` with this course's
+   preprocessors (``nbgrader_config.py``), then ``generate_feedback``; the task returns the graded notebook, the
+   feedback and its gradebook;
+3. **merge**: the grading process copies the task's grades into ``build/gradebook.db`` in one transaction and
    only then marks the task done in ``build/grading/state.json``. An interrupted run loses only the tasks in
    flight; a re-run skips the submissions already graded (same bytes) and regrades the rest, never twice.
 
@@ -31,21 +33,16 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import warnings
-from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
-from . import syscalls
+from . import lms_export, syscalls
 from .course import ROOT, assignments, generate, graded_cells, nbgrader_api, notebook_path
 from .intake import TIMESTAMP, Caps, collect
 from .nbgrader_plugins import FLAGGED, NOTES_KEY, add_note, notes
@@ -64,6 +61,7 @@ class Task:
     assignment: str
     digest: str
     notes: list[str] = field(default_factory=list)
+    lms: dict[str, str] | None = None  # the LMS's ids of the student (intake.LmsId as a dict), kept in state.json
 
     @property
     def key(self) -> str:
@@ -107,7 +105,8 @@ def intake(submissions: Path, root: Path = ROOT, caps: Caps | None = None) -> tu
         shutil.move(submission.folder, dest)  # a rename on one file system: nothing is copied
         if submission.timestamp is not None:
             (dest / TIMESTAMP).write_text(f"{submission.timestamp:%Y-%m-%d %H:%M:%S}\n")
-        task = Task(student, assignment, _digest(dest), list(submission.notes))
+        lms = asdict(submission.lms) if submission.lms else None
+        task = Task(student, assignment, _digest(dest), list(submission.notes), lms)
         nb, note = _check_notebook(dest, name)
         texts = list(submission.notes)
         if note:
@@ -162,58 +161,36 @@ def _check_notebook(folder: Path, name: str) -> tuple[nbformat.NotebookNode | No
 # --- grading --------------------------------------------------------------------------------------------------
 
 
-def _worker_init() -> None:
-    import signal
-
-    import torch
-
-    from .forkserver import start_early
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops the workers
-    _exit_with_parent()
-    start_early()
-    warnings.filterwarnings("ignore", module="nbgrader")  # nbgrader's own SQLAlchemy warnings, not the students'
-    torch.set_num_threads(1)
-
-
-def _exit_with_parent() -> None:
-    """End this worker as soon as the grading process is gone, even by ``kill -9``: its fork server then sees its
-    input close and kills its kernels, so nothing of a grading run outlives it."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
-def grade_task(task: Task, template: Path, execute: dict[str, Any]) -> dict[str, Any]:
-    """Autograde one submission into a private gradebook and write its feedback (runs in a worker);
-    ``execute``: options of the grading kernels (:func:`grader_tests.engine.course.nbgrader_api`)."""
-    db = GRADING / "work" / f"{task.student}--{task.assignment}.db"
+def grade_task(task: Task, template: Path, execute: dict[str, Any], folder: Path | None = None) -> dict[str, Any]:
+    """Autograde one submission into a private gradebook and write its feedback (runs on a grading worker,
+    :func:`grader_tests.engine.cluster.grade_submission`); ``execute``: options of the grading kernels
+    (:func:`grader_tests.engine.course.nbgrader_api`); ``folder``: the grading folder, nbgrader's ``submitted``,
+    ``autograded`` and ``feedback`` (default: :data:`GRADING`; a private temporary one on a worker)."""
+    folder = folder or GRADING
+    db = folder / "work" / f"{task.student}--{task.assignment}.db"
     db.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(template, db)
     grader = nbgrader_api(f"sqlite:///{db}", **execute)
+    for step in ("submitted", "autograded", "feedback"):
+        setattr(grader.coursedir, f"{step}_directory", str(folder / step))
     started = time.perf_counter()
     result = grader.autograde(task.assignment, task.student, force=True, create=True)
     autograded = time.perf_counter()
     if not result["success"]:
-        return _failed(task, "autograde", result)
+        return _failed(task, "autograde", result, folder)
     feedback = grader.generate_feedback(task.assignment, task.student, force=True)
     if not feedback["success"]:
-        return _failed(task, "generate_feedback", feedback)
+        return _failed(task, "generate_feedback", feedback, folder)
     seconds = {"autograde": autograded - started, "feedback": time.perf_counter() - autograded}
     from .forkserver import ForkServer
 
     return {"task": asdict(task), "db": str(db), "seconds": seconds, "sandbox": ForkServer.get().sandbox}
 
 
-def _failed(task: Task, step: str, result: dict[str, Any]) -> dict[str, Any]:
-    """A failed nbgrader step: its last lines as the reason, its whole log kept in ``build/grading/logs``."""
+def _failed(task: Task, step: str, result: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A failed nbgrader step: its last lines as the reason, its whole log kept in ``folder/logs``."""
     text = "\n".join(str(result.get(key) or "") for key in ("error", "log")).strip()
-    log = GRADING / "logs" / f"{task.student}--{task.assignment}.log"
+    log = folder / "logs" / f"{task.student}--{task.assignment}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(text)
     lines = [line.strip() for line in text.splitlines() if line.strip()] or [f"nbgrader {step} failed"]
@@ -266,7 +243,8 @@ class State:
         return entry.get("digest") == task.digest and entry.get("status") == "graded"
 
     def record(self, task: Task, status: str, **extra: Any) -> None:
-        self.entries[task.key] = {"digest": task.digest, "status": status, "notes": task.notes, **extra}
+        lms = {"lms": task.lms} if task.lms else {}
+        self.entries[task.key] = {"digest": task.digest, "status": status, "notes": task.notes, **lms, **extra}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.entries, indent=1, sort_keys=True))
         tmp.replace(self.path)
@@ -274,19 +252,23 @@ class State:
 
 def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = None,
           force: bool = False, full: bool = False, memory_mb: int | None = None,
-          assignment: str | None = None) -> State:
+          assignment: str | None = None, scheduler: str | None = None) -> State:
     """Grade every submission not graded yet; returns the state (see the module docstring). ``timeout``: seconds
     per cell; ``full``: render the figures and run the cells after the last test too, for complete feedback;
     ``memory_mb``: the memory of each sandboxed kernel (default: :class:`grader_tests.engine.sandbox.Limits`);
-    ``assignment``: grade the submissions of this assignment only (e.g. ``06_gradcam``)."""
+    ``assignment``: grade the submissions of this assignment only (e.g. ``06_gradcam``); ``scheduler``: the
+    address of a Dask scheduler whose workers grade (default: a local cluster of ``workers`` processes)."""
     from nbgrader.api import Gradebook
+
+    from .cluster import GradingCluster, submission_files, template_gradebook, write_results
     from tqdm import tqdm
 
     started = time.perf_counter()
     warnings.filterwarnings("ignore", module="nbgrader")  # nbgrader's SQLAlchemy warnings while merging
     GRADING.mkdir(parents=True, exist_ok=True)
     state = State(GRADING / "state.json")
-    _warn_if_unsandboxed()
+    if scheduler is None:  # a cluster's workers check their own sandbox, and refuse to grade without one
+        _warn_if_unsandboxed()
     tasks, state.skipped = intake(submissions)
     if assignment is not None:
         if assignment not in assignments():
@@ -296,102 +278,42 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
     print(f"{len(tasks)} submissions from {len({t.student for t in tasks})} students; {len(todo)} to grade, "
           f"{len(tasks) - len(todo)} already graded", flush=True)
     state.graded_now = 0
-    template = GRADING / "template.db"
-    if todo:
-        empty_gradebook(template)
-        if not MAIN_DB.exists():
-            shutil.copyfile(template, MAIN_DB)
+    if todo and not MAIN_DB.exists():
+        shutil.copyfile(template_gradebook(), MAIN_DB)
     for pool_size in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one thread each: workers
         os.environ.setdefault(pool_size, "1")  # and kernels side by side (judges use scipy's OpenBLAS too)
-    graders = Graders(max(1, workers))
+    graders = GradingCluster(max(1, workers), scheduler)
+    if graders.dashboard:
+        print(f"Dask dashboard: {graders.dashboard}", flush=True)
     try:
         with Gradebook(f"sqlite:///{MAIN_DB}") as main:
             execute = {"timeout": None if timeout is None else int(timeout), "figures": full or None,
                        "every_cell": full or None, "memory_mb": memory_mb}
-            results = graders.results(todo, template, execute)
+            results = graders.results(todo, lambda task: submission_files(GRADING / "submitted" / task.key), execute)
             for task, result in tqdm(results, total=len(todo), desc="grading", unit="submission"):
                 if "error" in result:
-                    state.record(task, "failed", error=result["error"], log=result.get("log"))
+                    log = None
+                    if result.get("log"):
+                        log = GRADING / "logs" / f"{task.student}--{task.assignment}.log"
+                        log.parent.mkdir(parents=True, exist_ok=True)
+                        log.write_text(result["log"])
+                    state.record(task, "failed", error=result["error"], log=log and str(log))
                     state.failed_now.append(task.key)
                     tqdm.write(f"grading {task.key} failed: {result['error'].splitlines()[-1]}")
                     continue
+                write_results(GRADING, task, result)
                 merge(main, Path(result["db"]), task.assignment, task.student)
                 state.record(task, "graded", notes=_autograded_notes(task), seconds=result["seconds"],
-                             sandbox=result["sandbox"])
+                             sandbox=result["sandbox"], worker=result.get("worker"))
                 Path(result["db"]).unlink(missing_ok=True)
                 state.graded_now += 1
                 state.finished.append(time.perf_counter() - started)
     except KeyboardInterrupt:
-        graders.terminate()
+        graders.cancel()
+        graders.close()
         sys.exit("interrupted: the grades merged so far are kept; run the same command again to go on")
     graders.close()
     return state
-
-
-class Graders:
-    """The worker processes that grade, at most one task each at a time.
-
-    A worker that dies (its memory, a kill) breaks the whole process pool, and with it every task in flight. The
-    pool is then rebuilt, the tasks that were in flight are graded again one at a time, and only a task that
-    breaks a worker while graded alone fails: one submission never costs the others their grades.
-    """
-
-    def __init__(self, size: int, task: Any = None, initializer: Any = None) -> None:
-        """``task``: the function a worker runs, ``(task, template, execute) -> result`` (:func:`grade_task`);
-        ``initializer``: what each worker runs first (:func:`_worker_init`)."""
-        self.size, self.task, self.initializer = size, task or grade_task, initializer or _worker_init
-        self.pool = self._new_pool()
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.size, mp_context=get_context("spawn"), initializer=self.initializer)
-
-    def results(self, todo: list[Task], *args: Any) -> Iterator[tuple[Task, dict[str, Any]]]:
-        """``(task, result)`` for each task of ``todo`` as it finishes; a result with ``"error"`` is a failure."""
-        queue, suspects = deque(todo), deque[Task]()
-        in_flight: dict[Future, Task] = {}
-        alone = False
-        while queue or suspects or in_flight:
-            if not in_flight:
-                alone = bool(suspects)
-                if alone:
-                    task = suspects.popleft()
-                    in_flight[self.pool.submit(self.task, task, *args)] = task
-            while not alone and queue and len(in_flight) < self.size:
-                task = queue.popleft()
-                in_flight[self.pool.submit(self.task, task, *args)] = task
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            if any(isinstance(future.exception(), BrokenProcessPool) for future in done):
-                wait(in_flight)  # the pool marks every task it held as broken
-                for future, task in in_flight.items():
-                    if not isinstance(future.exception(), BrokenProcessPool):
-                        yield task, _result(future)
-                    elif alone:
-                        yield task, {"error": "its grading worker died while grading it alone (out of memory, or "
-                                              "killed): a kernel's limits do not cover the grading process itself"}
-                    else:
-                        suspects.append(task)
-                in_flight.clear()
-                self.pool.shutdown(wait=False, cancel_futures=True)
-                self.pool = self._new_pool()
-                continue
-            for future in done:
-                yield in_flight.pop(future), _result(future)
-
-    def terminate(self) -> None:
-        """Stop now: the tasks in flight are dropped (Python >= 3.14 names this ``pool.terminate_workers()``)."""
-        for worker in list(getattr(self.pool, "_processes", {}).values()):
-            worker.terminate()  # its fork server sees it go and takes its kernels down with it
-        self.pool.shutdown(wait=False, cancel_futures=True)
-
-    def close(self) -> None:
-        self.pool.shutdown()
-
-
-def _result(future: Future) -> dict[str, Any]:
-    try:
-        return future.result()
-    except Exception as error:  # noqa: BLE001 - a failed task fails one submission, not the class
-        return {"error": f"{type(error).__name__}: {error}"}
 
 
 def _warn_if_unsandboxed() -> None:
@@ -523,7 +445,8 @@ def not_graded_reasons(state: State) -> dict[str, str]:
 
 
 def write_reports(state: State) -> list[dict]:
-    """grades.csv (every student of the download), scores.png (a histogram per collected assignment and of the
+    """grades.csv (every student of the download), the gradebook imports of the LMSs the submissions came from
+    (``lms/``, :mod:`grader_tests.engine.lms_export`), scores.png (a histogram per collected assignment and of the
     total over them) and the printed summary; returns the CSV rows."""
     out = GRADING
     not_graded = not_graded_reasons(state)
@@ -534,8 +457,12 @@ def write_reports(state: State) -> list[dict]:
         writer = csv.DictWriter(handle, columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    imports = lms_export.export(state.entries, rows, out / "lms")
     _plot(rows, collected, out / "scores.png")
     _summary(state, rows, collected, out)
+    if imports:
+        print(f"  gradebook imports for the LMS (docs/instructors.md#back-to-the-lms): "
+              f"{', '.join(str(path) for path in imports)}")
     return rows
 
 
@@ -619,11 +546,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--full", action="store_true",
                         help="feedback with every figure and cell (by default grading skips what cannot change a "
                              "grade: figures and the cells after the last test; three times faster)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="grade on the Dask cluster of this scheduler, e.g. tcp://host:8786, whose workers preload "
+                             "grader_tests.engine.cluster (default: a local cluster of --workers processes)")
     parser.add_argument("--assignment", metavar="NAME",
                         help="grade only this assignment's submissions, e.g. 06_gradcam (default: every one)")
     args = parser.parse_args(argv)
     state = grade(args.submissions, args.workers, args.timeout, args.force, args.full, args.memory,
-                  assignment=args.assignment)
+                  assignment=args.assignment, scheduler=args.scheduler)
     write_reports(state)
     if state.failed_now:  # the others are graded and reported; the exit status says not all of them
         sys.exit(f"{len(state.failed_now)} submission(s) could not be graded (GRADING FAILED above)")

@@ -1,7 +1,8 @@
 """Intake: an instructor's download (a folder or an LMS zip) -> one folder per (student, assignment).
 
 :func:`collect` writes ``out/<student>/<assignment>/<notebook>.ipynb`` (the released notebook's name) for every
-submission it finds, and reports every file it does not use in :attr:`Intake.skipped` with the reason.
+submission it finds, and reports every file it does not use in :attr:`Intake.skipped` with the reason. A submission
+from Canvas, Moodle or Blackboard keeps that LMS's own ids of its student (:class:`LmsId`), for the grade's way back.
 
 Layouts, tried in this order for every file; the first that applies decides:
 
@@ -124,6 +125,23 @@ class Caps:
     ratio_floor: int = field(default_factory=lambda: RATIO_FLOOR)
 
 
+@dataclass(frozen=True)
+class LmsId:
+    """Who a submission belongs to in the LMS it was downloaded from, as the download's names spell it: where its grade
+    goes back to (:mod:`grader_tests.engine.lms_export`).
+
+    ``system``: ``"canvas"``, ``"moodle"`` or ``"blackboard"``; ``user_id``: Canvas's user id (``4711`` of
+    ``doejane_4711_998877_gradcam.ipynb``), Moodle's participant id (``123456`` of
+    ``Jane Doe_123456_assignsubmission_file_``; one id per student *and assignment*) or Blackboard's username
+    (``jdoe`` of ``ps1_jdoe_attempt_<ts>_...``); ``name``: Canvas's sortable name (``doejane``), Moodle's full name
+    (``Jane Doe``), or empty (Blackboard's names carry none).
+    """
+
+    system: str
+    user_id: str
+    name: str = ""
+
+
 @dataclass
 class Submission:
     """One student's submission to one assignment, ready to grade."""
@@ -133,6 +151,7 @@ class Submission:
     folder: Path  # holds <notebook>.ipynb (the released name) and, in nbgrader's layout, the files that came with it
     notes: list[str] = field(default_factory=list)  # for the instructor and the student, e.g. which file was graded
     timestamp: datetime | None = None  # when the LMS says it was submitted (see the module's docstring), or None
+    lms: LmsId | None = None  # the LMS's own ids of the student (None: an nbgrader folder or a generic name)
 
 
 @dataclass
@@ -173,6 +192,7 @@ class _Candidate:
     canvas: tuple[str, str] | None = None
     raw: str = ""  # the student id as the download spells it
     timestamp: datetime | None = None
+    lms: LmsId | None = None
 
 
 @dataclass
@@ -380,13 +400,15 @@ def _marked(parts: tuple[str, ...]) -> bool:
 
 def _parse_flat(entry: _Entry, stems: dict[str, str]) -> _Candidate:
     """A candidate from a file's path, by the first layout that applies (see the module's docstring)."""
-    name, notes, canvas, stamp = entry.parts[-1], [], None, ""
+    name, notes, canvas, stamp, lms = entry.parts[-1], [], None, "", None
     if BLACKBOARD_MARK.search(name):
         student, filename, stamp = _blackboard(name)
+        lms = LmsId("blackboard", student)
     elif any(MOODLE_MARK in part for part in entry.parts):
-        student, filename = _moodle(entry.parts)
+        student, filename, lms = _moodle(entry.parts)
     elif match := CANVAS.match(name):
         student, filename, canvas = match["name"], match["file"], (_student_id(match["name"]), match["uid"])
+        lms = LmsId("canvas", match["uid"], match["name"])
         if match["late"]:
             notes.append("submitted late (Canvas LATE marker)")
     elif "_" in name:
@@ -398,7 +420,7 @@ def _parse_flat(entry: _Entry, stems: dict[str, str]) -> _Candidate:
     stem, number = _notebook_of(filename, stems)
     when = _blackboard_time(stamp) if stamp else _entry_time(entry)
     return _Candidate(_student_id(student), stems[stem], entry, (stamp, number, entry.date_time, entry.order),
-                      notes, canvas=canvas, raw=student, timestamp=when)
+                      notes, canvas=canvas, raw=student, timestamp=when, lms=lms)
 
 
 def _blackboard_time(stamp: str) -> datetime | None:
@@ -428,7 +450,7 @@ def _blackboard(name: str) -> tuple[str, str, str]:
     return match["user"], match["file"], match["ts"]
 
 
-def _moodle(parts: tuple[str, ...]) -> tuple[str, str]:
+def _moodle(parts: tuple[str, ...]) -> tuple[str, str, LmsId]:
     index = next(i for i, part in enumerate(parts) if MOODLE_MARK in part)
     match = MOODLE.match(parts[index])
     if not match:
@@ -436,7 +458,7 @@ def _moodle(parts: tuple[str, ...]) -> tuple[str, str]:
     if match["plugin"] != "file":
         raise _Skip(f"Moodle `{match['plugin']}` submission: holds no notebook")
     filename = match["file"] if index == len(parts) - 1 else parts[-1]
-    return re.sub(r"\s+", "_", f"{match['name']}_{match['id']}"), filename
+    return re.sub(r"\s+", "_", f"{match['name']}_{match['id']}"), filename, LmsId("moodle", match["id"], match["name"])
 
 
 def _notebook_of(filename: str, stems: dict[str, str]) -> tuple[str, int]:
@@ -557,7 +579,7 @@ def _settle(group: list[_Candidate], stem: str, out: Path, skipped: list[str], b
             others = ", ".join(f"`{label[id(c)]}`" for c in ranked if c is not chosen)
             notes.append(f"{len(group)} files for {assignment}: graded `{label[id(chosen)]}`, the newest (by {why}); "
                          f"not graded: {others}")
-        return Submission(student, assignment, folder, notes, chosen.timestamp)
+        return Submission(student, assignment, folder, notes, chosen.timestamp, chosen.lms)
     return None
 
 
