@@ -335,15 +335,28 @@ def test_display_output_is_capped(attacked):
 
 
 def _sandboxed_processes() -> list[int]:
-    """Processes that run as a sandbox's user (any left after grading escaped its end)."""
-    found = []
+    """Processes that run as a sandbox's user (any left after grading escaped its end): as root, a uid of
+    ``UID_BASE`` and above; rootless, this user's processes in a PID namespace below this one's."""
+    found, depth = [], _pid_namespace_depth("self")
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and entry.stat().st_uid >= UID_BASE:
+            if not entry.name.isdigit():
+                continue
+            uid = entry.stat().st_uid
+            if (uid >= UID_BASE if os.geteuid() == 0 else
+                    uid == os.geteuid() and _pid_namespace_depth(entry.name) > depth):
                 found.append(int(entry.name))
         except OSError:
             pass
     return found
+
+
+def _pid_namespace_depth(pid: str) -> int:
+    """How many PID namespaces, from this one down, number process ``pid`` (``NSpid`` of its status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return len(line.split()) - 1
+    return 1
 
 
 def _descendants(pid: int) -> set[int]:

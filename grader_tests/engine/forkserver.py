@@ -97,7 +97,8 @@ class ForkServer:
 
     @property
     def sandbox(self) -> dict[str, Any]:
-        """``{"on": bool, "why": reason if off}``: whether this server's kernels are sandboxed (its first reply)."""
+        """``{"on": bool, "why": reason if off, "mode": "root" or "rootless", "limits": "cgroup" or "setrlimit",
+        "seccomp": reason if no filter}``: whether and how this server's kernels are sandboxed (its first reply)."""
         if self._sandbox is None:
             self._sandbox = json.loads(self._reply())
         return self._sandbox
@@ -250,9 +251,10 @@ def preload() -> None:
 
 
 def serve(folder: str) -> dict[str, Any] | None:
-    """Say first whether kernels are sandboxed here (``{"on", "why", "seccomp"}``), then answer each request line
-    ``{"args", "env", "cwd", "folder", "limits"}`` on stdin with ``{"pid"}``; at end of input, kill the kernels
-    still running, remove ``folder`` (their connection files and sockets) and return None.
+    """Say first whether and how kernels are sandboxed here (``{"on", "why", "mode", "limits", "seccomp"}``),
+    then answer each request line ``{"args", "env", "cwd", "folder", "limits"}`` on stdin with ``{"pid"}``; at end
+    of input, kill the kernels still running, remove ``folder`` (their connection files and sockets) and return
+    None.
 
     In each forked child this returns instead, with what the child is to become (:func:`become_kernel`): the
     kernel then starts from the module's top, on a clean stack, with no frame of this loop above it."""
@@ -264,7 +266,7 @@ def serve(folder: str) -> dict[str, Any] | None:
     preload()
     gc.freeze()  # the kernels' collector then never walks (and so copies) the preloaded objects' pages
     seccomp = None if why_not else syscalls.available()
-    replies.write(json.dumps({"on": why_not is None, "why": why_not, "seccomp": seccomp}) + "\n")
+    replies.write(json.dumps({**sandbox.report(why_not), "seccomp": seccomp}) + "\n")
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped as they end
     kernels: list[tuple[int, sandbox.Cgroup | None, str]] = []
     for line in sys.stdin:

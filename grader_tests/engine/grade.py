@@ -317,14 +317,19 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
 
 
 def _warn_if_unsandboxed() -> None:
-    from .sandbox import unavailable
+    from .sandbox import Cgroup, mode, unavailable
 
     why = "turned off (VISUALIZING_CNNS_NO_SANDBOX)" if os.environ.get("VISUALIZING_CNNS_NO_SANDBOX") else unavailable()
     if why:
         print(f"WARNING: grading kernels are NOT sandboxed: {why}.\nStudent code will run with this user's rights: "
               "it can read the judges and other submissions and change grades (docs/honest-grading.md).",
               file=sys.stderr, flush=True)
-    elif seccomp := syscalls.available():
+        return
+    if mode() == "rootless" and not Cgroup.available():
+        print("NOTE: grading kernels are sandboxed in user namespaces (grading runs as an ordinary user), and no "
+              "cgroup is delegated to this user: a kernel's memory is limited per process (setrlimit), not in "
+              "total, and it has no CPU quota (docs/honest-grading.md).", file=sys.stderr, flush=True)
+    if seccomp := syscalls.available():
         print(f"WARNING: grading kernels are sandboxed without their system-call filter ({seccomp}): install "
               "Debian's libseccomp2 and pip's pyseccomp (make env does both).", file=sys.stderr, flush=True)
 
@@ -521,6 +526,10 @@ def _summary(state: State, rows: list[dict], collected: list[str], out: Path) ->
         why = state.entries[unsandboxed[0]]["sandbox"].get("why")
         print(f"WARNING: {len(unsandboxed)} submissions were graded WITHOUT a sandbox ({why}): "
               "their grades can be forged")
+    sandboxes = sorted({f"{e['sandbox']['mode']}, limits by {e['sandbox']['limits']}" for e in state.entries.values()
+                        if e.get("sandbox", {}).get("on") and e["sandbox"].get("mode")})
+    if sandboxes:
+        print(f"  sandbox: {'; '.join(sandboxes)} (docs/honest-grading.md)")
     for line in state.skipped:
         print(f"  skipped {line}")
     for key, notes_ in sorted(noted.items()):
