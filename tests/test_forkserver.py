@@ -44,7 +44,8 @@ def test_only_the_python_kernel_of_this_interpreter_is_forked(tmp_path):
 
 @pytest.fixture(scope="module", params=["sandboxed", "unsandboxed"])
 def server(request):
-    """This process's fork server, sandboxing its kernels where this machine allows (as root), or not at all."""
+    """This process's fork server, sandboxing its kernels where this machine allows (as root, or rootless in user
+    namespaces), or not at all."""
     if request.param == "sandboxed" and unavailable():
         pytest.skip(f"no sandbox here: {unavailable()}")
     saved = ForkServer._instance
