@@ -9,7 +9,7 @@ SHELL := /bin/bash
 .SILENT:
 
 .PHONY: help course test env measure notebooks walkthrough benchmark benchmark-load train release clean grade \
-	benchmark-grading attribution-table shortcut-fix browser seccomp
+	benchmark-grading benchmark-cluster attribution-table shortcut-fix browser seccomp
 
 help: ## list the targets
 	echo "make TARGET, where TARGET is one of:"
@@ -104,16 +104,22 @@ release: env ## the students' zip, build/release/visualizing-cnns-student.zip
 	$(PY) scripts/release.py
 
 # Autograde a class: SUBMISSIONS=<folder <student>/<assignment>/<notebook>.ipynb, or an LMS zip>; ASSIGNMENT=<name>
-# grades that assignment only; ARGS for more options (--full, --force, --workers N, --timeout S:
-# `python -m grader_tests.engine.grade --help`).
+# grades that assignment only; SCHEDULER=tcp://host:8786 grades on that Dask cluster's workers instead of this
+# machine's (docs/instructors.md#grading-on-many-machines); ARGS for more options (--full, --force, --workers N,
+# --timeout S: `python -m grader_tests.engine.grade --help`).
 grade: env seccomp ## autograde a class into build/grading/: SUBMISSIONS=<folder or LMS zip> [ASSIGNMENT=06_gradcam]
 	test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder or zip> [ASSIGNMENT=<name>]" \
 		"[ARGS='--full ...']"; exit 2; }
-	$(PY) -m grader_tests.engine.grade "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(ARGS)
+	$(PY) -m grader_tests.engine.grade "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") \
+		$(if $(SCHEDULER),--scheduler "$(SCHEDULER)") $(ARGS)
 
 # Seconds per submission, serial and parallel, on the fabricated class; overhead over plain execution.
 benchmark-grading: env ## grading throughput, serial and parallel, against plain execution
 	$(PY) scripts/benchmark_grading.py
+
+# Two Dask workers pinned to a core each against one; the projection for 10,000 students on N machines.
+benchmark-cluster: env ## grading on a Dask cluster: speed-up of 2 pinned workers over 1, projection
+	$(PY) scripts/benchmark_cluster.py
 
 clean: ## remove build/ (the walkthrough, the release, grading results)
 	rm -rf build

@@ -1,11 +1,12 @@
-"""Faults for the grading workers' tests (imported by the spawned workers, so a module of its own)."""
+"""Faults for the grading workers' tests (imported by the Dask workers, so a module of its own)."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from grader_tests.engine.grade import Task, grade_task
+from grader_tests.engine.cluster import grade_submission
+from grader_tests.engine.grade import Task
 
 
 def crash_or_grade(task: Task, *args: Any) -> dict[str, Any]:
@@ -13,7 +14,7 @@ def crash_or_grade(task: Task, *args: Any) -> dict[str, Any]:
     the system's out-of-memory killer would."""
     if task.student.startswith("crasher"):
         os._exit(137)
-    return grade_task(task, *args)
+    return grade_submission(task, *args)
 
 
 def echo_or_crash(task: Task, *args: Any) -> dict[str, Any]:
@@ -21,7 +22,3 @@ def echo_or_crash(task: Task, *args: Any) -> dict[str, Any]:
     if task.student.startswith("crasher"):
         os._exit(137)
     return {"student": task.student, "pid": os.getpid()}
-
-
-def nothing() -> None:
-    """A worker initializer that starts nothing (no fork server: these workers grade nothing)."""

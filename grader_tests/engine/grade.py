@@ -310,9 +310,9 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
                 state.finished.append(time.perf_counter() - started)
     except KeyboardInterrupt:
         graders.cancel()
-        graders.close()
         sys.exit("interrupted: the grades merged so far are kept; run the same command again to go on")
-    graders.close()
+    finally:
+        graders.close()
     return state
 
 
