@@ -220,7 +220,7 @@ def grade_submission(task: Any, files: dict[str, bytes], execute: dict[str, Any]
     """Grade one submission on this worker (a Dask task): ``files`` are its folder's, by relative path; ``course``:
     the grading process's :func:`course_digest`. Returns :func:`grader_tests.engine.grade.grade_task`'s result with
     the files in place of their paths: ``db`` (bytes), ``files`` (``{path under the grading folder: bytes}``),
-    ``log`` (text). ``course`` None: no check (a local worker shares the grading process's files)."""
+    ``log`` (text), and the graded notebook's grading notes (``notes``, read here: the grading process need not). ``course`` None: no check (a local worker shares the grading process's files)."""
     from .grade import grade_task
 
     if course is not None and course != _course_digest():
@@ -238,11 +238,17 @@ def grade_submission(task: Any, files: dict[str, bytes], execute: dict[str, Any]
         if "log" in result:
             result["log"] = Path(result["log"]).read_text()
         if "db" in result:
+            import nbformat
+
+            from .nbgrader_plugins import notes
+
             result["db"] = Path(result["db"]).read_bytes()
             result["files"] = {path.relative_to(folder).as_posix(): path.read_bytes()
                                for step in ("autograded", "feedback")
                                for path in sorted((folder / step / task.student / task.assignment).rglob("*"))
                                if path.is_file()}
+            graded = sorted((folder / "autograded" / task.student / task.assignment).glob("*.ipynb"))
+            result["notes"] = [note for path in graded for note in notes(nbformat.read(path, as_version=4))]
         return result
 
 

@@ -228,11 +228,24 @@ def merge(main: Any, db: Path, assignment: str, student: str) -> None:
 
 
 class State:
-    """``build/grading/state.json``: which submission (by digest) is graded, with its notes; written atomically."""
+    """``build/grading/state.json``: which submission (by digest) is graded, with its notes.
+
+    Each result recorded is one line appended to ``state.journal`` (rewriting the whole file took 3.3 s a result for
+    a class of 10,000 students); the journal is folded into ``state.json``, written atomically, when the state is
+    read and when a run ends (:meth:`save`). A line cut short by a crash is ignored: that submission is graded
+    again."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        self.path, self.journal = path, path.with_suffix(".journal")
         self.entries: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
+        if self.journal.exists():
+            for line in self.journal.read_text().splitlines():
+                try:
+                    key, entry = json.loads(line)
+                except ValueError:
+                    continue  # the last line, cut short by a crash
+                self.entries[key] = entry
+            self.save()
         self.graded_now = 0
         self.failed_now: list[str] = []  # the submissions this run could not grade (``make grade`` then exits 1)
         self.finished: list[float] = []  # seconds from the start of this run at which each submission was done
@@ -245,9 +258,15 @@ class State:
     def record(self, task: Task, status: str, **extra: Any) -> None:
         lms = {"lms": task.lms} if task.lms else {}
         self.entries[task.key] = {"digest": task.digest, "status": status, "notes": task.notes, **lms, **extra}
+        with open(self.journal, "a") as handle:
+            handle.write(json.dumps([task.key, self.entries[task.key]]) + "\n")
+
+    def save(self) -> None:
+        """Write every entry to ``state.json`` at once (atomically), then empty the journal."""
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.entries, indent=1, sort_keys=True))
         tmp.replace(self.path)
+        self.journal.unlink(missing_ok=True)
 
 
 def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = None,
@@ -303,7 +322,8 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
                     continue
                 write_results(GRADING, task, result)
                 merge(main, Path(result["db"]), task.assignment, task.student)
-                state.record(task, "graded", notes=_autograded_notes(task), seconds=result["seconds"],
+                notes_ = result["notes"] if "notes" in result else _autograded_notes(task)
+                state.record(task, "graded", notes=notes_, seconds=result["seconds"],
                              sandbox=result["sandbox"], worker=result.get("worker"))
                 Path(result["db"]).unlink(missing_ok=True)
                 state.graded_now += 1
@@ -313,6 +333,7 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
         sys.exit("interrupted: the grades merged so far are kept; run the same command again to go on")
     finally:
         graders.close()
+        state.save()
     return state
 
 
