@@ -9,7 +9,7 @@ SHELL := /bin/bash
 .SILENT:
 
 .PHONY: help course test env measure notebooks walkthrough benchmark benchmark-load train release clean grade \
-	benchmark-grading benchmark-cluster attribution-table shortcut-fix browser seccomp
+	benchmark-grading benchmark-cluster profile-grading attribution-table shortcut-fix browser seccomp
 
 help: ## list the targets
 	echo "make TARGET, where TARGET is one of:"
@@ -120,6 +120,10 @@ benchmark-grading: env ## grading throughput, serial and parallel, against plain
 # Two Dask workers pinned to a core each against one; the projection for 10,000 students on N machines.
 benchmark-cluster: env ## grading on a Dask cluster: speed-up of 2 pinned workers over 1, projection
 	$(PY) scripts/benchmark_cluster.py
+
+# One worker, phase by phase: kernel start, cells, judges, nbgrader's steps, feedback; CPU time of all it runs.
+profile-grading: env ## where one worker's grading time goes, per notebook and phase, and its CPU time
+	$(PY) scripts/profile_grading.py
 
 clean: ## remove build/ (the walkthrough, the release, grading results)
 	rm -rf build

@@ -67,6 +67,7 @@ c.GenerateAssignment.preprocessors = [
 
 # Sanitising: rebuild broken notebooks on the released ones first, then nbgrader's own checks.
 c.RepairStructure.release_directory = str(ROOT / "notebooks")
+c.GuardedExecute.release_directory = str(ROOT / "notebooks")  # which cells are the student's own
 c.Autograde.sanitize_preprocessors = [
     RepairStructure, ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadataOnce,
 ]
@@ -86,6 +87,11 @@ c.Execute.timeout = 60  # seconds per cell; a cell past it is interrupted
 # nbconvert rebuilds the preprocessor from the configuration for every notebook.)
 c.Execute.kernel_manager_class = ForkingKernelManager
 c.Execute.shutdown_kernel = "immediate"
+# Nor does its input history: IPython keeps it in memory (In, _i) without writing an SQLite file at start.
+c.Execute.extra_arguments = ["--HistoryManager.enabled=False"]
+# nbconvert validates a notebook after each of its preprocessors (a twelfth of a grading's time); once, after the
+# last, is enough: a notebook a preprocessor broke is refused all the same.
+c.Exporter.optimistic_validation = True
 # Feedback never shows the hidden tests (nbgrader's default feedback would, jupyter/nbgrader#917).
 c.GenerateFeedback.preprocessors = [ClearHiddenTestsOfTests, GetGrades, CSSHTMLHeaderPreprocessor]
 c.GenerateFeedback.exporter_class = FeedbackExporter

@@ -101,17 +101,26 @@ def test_a_rerun_grades_nothing_again_and_a_regrade_gives_the_same_grades(graded
     assert G.grade_table(["partlywrong"], G.MAIN_DB)[1][0] == rows["partlywrong"]
 
 
-def test_grading_skips_figures_and_the_cells_after_the_last_test_and_says_so(graded, grading):
+def test_grading_skips_figures_and_the_cells_no_test_depends_on_and_says_so(graded, grading):
     autograded = nbformat.read(grading / "autograded" / "perfect" / "06_gradcam" / "gradcam.ipynb", as_version=4)
     marker = next(i for i, cell in enumerate(autograded.cells) if cell.metadata.get("visualizing_cnns") == "not-run")
     assert is_autograded_test(autograded.cells[marker - 1])
     after = [cell for cell in autograded.cells[marker:] if cell.cell_type == "code"]
     assert after and all(not cell.outputs for cell in after)
     before = [cell for cell in autograded.cells[:marker] if cell.cell_type == "code"]
-    assert all(cell.execution_count for cell in before)
+    assert all(cell.execution_count for cell in before)  # every cell before the last test feeds a test here
     images = [key for cell in before for out in cell.outputs for key in out.get("data", {}) if "image" in key]
     assert images == []
     assert "Grading stopped here" in _feedback(grading, "perfect")
+    # cells before the last test that no test depends on (figures of the demo filters) are not run either
+    filters = nbformat.read(grading / "autograded" / "perfect" / "03_filters" / "filters.ipynb", as_version=4)
+    marker = next(i for i, cell in enumerate(filters.cells) if cell.metadata.get("visualizing_cnns") == "not-run")
+    code = [cell for cell in filters.cells[:marker] if cell.cell_type == "code"]
+    skipped = [cell for cell in code if not cell.execution_count]
+    assert len(skipped) == 5
+    assert all(cell.outputs[0]["data"]["text/plain"].startswith("Not run in grading") for cell in skipped)
+    assert all(cell.execution_count for cell in code
+               if cell.metadata.get("nbgrader", {}).get("solution") or is_autograded_test(cell))
 
 
 def test_full_grading_renders_every_figure_and_cell_for_the_same_grade(graded, grading):

@@ -241,9 +241,9 @@ def preload() -> None:
     helpers.load_pretrained()(x).sum().backward()  # autograd, convolution and batch-norm kernels
     with torch.device("meta"):
         torch.nn.Conv2d(3, 8, 3)(torch.zeros(1, 3, 8, 8))  # the meta-tensor machinery
-    from grader_tests.kernel.inputs import warm
-
-    warm()  # the hidden inputs of the probes
+    for name in PRELOADED:  # the hidden inputs of the probes (kernel.inputs.warm), and each notebook's own
+        if name.startswith("grader_tests.kernel.") and hasattr(module := sys.modules[name], "warm"):
+            module.warm()
     fig = Figure()
     fig.add_subplot().imshow([[0.0, 1.0]])
     with open(os.devnull, "wb") as sink:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import importlib.metadata
 import json
 import os
@@ -45,6 +46,7 @@ from grader_tests.judges import verdict
 from grader_tests.judges.records import MAX_RECORD_CHARS, decode
 from grader_tests.kernel.record import RECORD_MIME
 
+from .dependencies import needed_in
 from .output_budget import MB, OUTPUT_MESSAGES, OutputBudget, cap_outputs, cap_sources
 from .sandbox import Limits, exit_report_path
 from .sanitize import with_content_security_policy
@@ -253,9 +255,10 @@ class GuardedExecute(Execute):
     budget per cell and one per notebook as it arrives (:mod:`grader_tests.engine.output_budget`), whatever its
     path, and the student's own sources are capped: a graded notebook and its feedback page stay under 10 MB.
 
-    What cannot change a grade is skipped unless asked for: figures are not rendered (``figures``, see
-    :mod:`grader_tests.figureless_backend`) and the cells after the last autograded test cell are not run
-    (``every_cell``); a markdown cell after that test says so in the feedback.
+    What cannot change a grade is skipped unless asked for (``every_cell``, ``figures``): figures are not
+    rendered (:mod:`grader_tests.kernel.figureless_backend`), the cells after the last autograded test cell are not
+    run (a markdown cell after that test says so in the feedback), nor are the cells before it that no test or
+    solution cell depends on (:mod:`grader_tests.engine.dependencies`; each says so in its output).
     """
 
     max_output_chars = Integer(20_000, help="stream characters kept per cell").tag(config=True)
@@ -274,6 +277,9 @@ class GuardedExecute(Execute):
     )
     figures = Bool(False, help="render matplotlib figures into the graded notebooks (slower)").tag(config=True)
     every_cell = Bool(False, help="also run the cells after the last autograded test (slower)").tag(config=True)
+    release_directory = Unicode("", help="folder of the released notebooks: which cells are the release's").tag(
+        config=True
+    )
 
     def create_kernel_manager(self) -> Any:
         km = super().create_kernel_manager()
@@ -294,6 +300,7 @@ class GuardedExecute(Execute):
         self._messages: list[str] = []
         tests = [index for index, cell in enumerate(nb.cells) if is_autograded_test(cell)]
         self._last = len(nb.cells) if self.every_cell or not tests else tests[-1]
+        self._needed = None if self.every_cell else self._needed_cells(nb, resources)
         locked = {index for index, cell in enumerate(nb.cells) if utils.is_locked(cell) and not utils.is_solution(cell)}
         self._messages += cap_sources(nb, locked)
         nb, resources = super().preprocess(nb, resources, *args, **kwargs)
@@ -305,6 +312,19 @@ class GuardedExecute(Execute):
             add_note(nb, message)
         return nb, resources
 
+    def _needed_cells(self, nb: NotebookNode, resources: dict[str, Any]) -> set[int] | None:
+        """The cells before the last test that run (:mod:`grader_tests.engine.dependencies`): the tests, the
+        student's own code (solution cells, cells the release does not have word for word) and what they depend
+        on; None (all of them) where the released notebook cannot be read."""
+        info = resources.get("nbgrader", {})
+        try:
+            released = _released_sources(Path(self.release_directory) / info["assignment"] / f"{info['notebook']}.ipynb")
+        except (KeyError, OSError, ValueError):
+            return None
+        always = {index for index, cell in enumerate(nb.cells) if cell.cell_type == "code" and (
+            utils.is_solution(cell) or utils.is_grade(cell) or cell.source not in released)}
+        return needed_in(nb, always, self._last)
+
     def preprocess_cell(self, cell: NotebookNode, resources: dict[str, Any], index: int) -> Any:
         if cell.cell_type != "code":
             return cell, resources
@@ -313,6 +333,9 @@ class GuardedExecute(Execute):
         if self._stopped is not None:
             return cell, resources  # not run: its graded cells score 0 (JudgeHiddenChecks)
         if index > self._last:
+            return cell, resources
+        if self._needed is not None and index not in self._needed:
+            cell.outputs = [_skipped_marker()]
             return cell, resources
         try:
             cell, resources = super().preprocess_cell(cell, resources, index)
@@ -419,6 +442,22 @@ def _not_run_marker() -> NotebookNode:
     )
     cell.metadata[NOTES_KEY] = "not-run"
     return cell
+
+
+@functools.lru_cache(maxsize=64)
+def _released_code(path: Path, stamp: tuple[int, int]) -> frozenset[str]:
+    return frozenset(cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code")
+
+
+def _released_sources(path: Path) -> frozenset[str]:
+    """The sources of the released notebook's code cells (read once per process and version of the file)."""
+    stat = path.stat()
+    return _released_code(path, (stat.st_mtime_ns, stat.st_size))
+
+
+def _skipped_marker() -> NotebookNode:
+    text = "Not run in grading: no test depends on this cell. Your own notebook shows what it does."
+    return nbformat.v4.new_output("display_data", data={"text/markdown": f"*{text}*", "text/plain": text})
 
 
 def _error(ename: str, evalue: str) -> NotebookNode:

@@ -29,7 +29,7 @@ The feedback pages add a Content-Security-Policy (:func:`content_security_policy
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import nh3
 from jinja2 import pass_context
@@ -109,12 +109,23 @@ class SafeMarkdown(LoggingConfigurable):
     ``filters`` setting, which builds it with ``parent=exporter``."""
 
     jinja_pass_arg = pass_context(lambda: None).jinja_pass_arg  # Jinja passes the template context, as to its own
+    remembered: ClassVar[dict[tuple[int, str], Markup]] = {}
+    """The result per exporter and source, for cells without attachments: most Markdown of a feedback page is the
+    released notebook's, the same for every student (rendering and cleaning it was a tenth of a page's time)."""
 
     def __call__(self, context: Any, source: str) -> Markup:
         render = getattr(self.parent, "markdown2html", None)
         if render is None:
             raise TypeError(f"SafeMarkdown renders with an HTMLExporter's markdown2html, not {self.parent!r}")
-        return clean_html(render(context, source))
+        cell = context.get("cell") if hasattr(context, "get") else None
+        if cell is not None and cell.get("attachments"):  # attachment: links resolve against this cell's own
+            return clean_html(render(context, source))
+        key = (id(type(self.parent)), source)
+        if key not in self.remembered:
+            if len(self.remembered) > 20_000:
+                self.remembered.clear()
+            self.remembered[key] = clean_html(render(context, source))
+        return self.remembered[key]
 
 
 SHOWN_MIMETYPES = frozenset({

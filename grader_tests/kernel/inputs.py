@@ -53,6 +53,11 @@ def calibrated_hidden_model(dtype: torch.dtype = torch.float32, seed: int = 5) -
     a check could not tell a right answer from a wrong one. Here logits differ by several units, maps change
     sign, and the BatchNorm layers still have non-trivial affine parameters.
     """
+    return copy.deepcopy(_calibrated_model(dtype, seed))  # built once per process
+
+
+@functools.lru_cache(maxsize=8)
+def _calibrated_model(dtype: torch.dtype, seed: int) -> VGG11GAP:
     model = hidden_model()
     model.load_state_dict(_calibrated_state(seed))
     return model.to(dtype).eval()

@@ -9,6 +9,8 @@ than the others (a share must be taken per map) and one map of zeros (its shares
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -82,7 +84,14 @@ CLASS_CASES: tuple[dict[str, Any], ...] = (
 
 
 def class_case(index: int) -> tuple[nn.Module, torch.Tensor, tuple[int, int], int]:
-    """``(model, images (N, 3, S, S), cell, grid)`` of :data:`CLASS_CASES` ``[index]``, the model in the case's mode."""
+    """``(model, images (N, 3, S, S), cell, grid)`` of :data:`CLASS_CASES` ``[index]``, the model in the case's mode:
+    built once per process (:func:`warm`), handed out as a fresh copy."""
+    model, images, cell, grid = _class_case(index)
+    return copy.deepcopy(model), images.clone(), cell, grid
+
+
+@functools.lru_cache(maxsize=len(CLASS_CASES))
+def _class_case(index: int) -> tuple[nn.Module, torch.Tensor, tuple[int, int], int]:
     from helpers.data import make_shortcut_dataset
     from helpers.pretrained import load_pretrained
 
@@ -114,7 +123,20 @@ AUGMENT_SEED = HIDDEN_SEED + 1414
 
 def augment_inputs() -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``[(image (3, 128, 128) in [0, 1], masks (2, 128, 128) bool: the object's, the mark's)]``: hidden scenes of
-    the shortcut world without pixel noise (object and mark are each one colour), whose marks are all visible."""
+    the shortcut world without pixel noise (object and mark are each one colour), whose marks are all visible
+    (built once per process, handed out as fresh copies)."""
+    return [(image.clone(), masks.clone()) for image, masks in _augment_inputs()]
+
+
+def warm() -> None:
+    """Build this notebook's hidden inputs (the fork server does, so that every kernel starts with them)."""
+    for index in range(len(CLASS_CASES)):
+        _class_case(index)
+    _augment_inputs()
+
+
+@functools.lru_cache(maxsize=1)
+def _augment_inputs() -> list[tuple[torch.Tensor, torch.Tensor]]:
     from helpers.data import make_shortcut_dataset
     from helpers.images import denormalize
 
