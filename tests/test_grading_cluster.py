@@ -155,6 +155,7 @@ def test_a_class_graded_on_two_workers_one_killed_gets_its_grades_each_merged_on
     for student in STUDENTS:  # the results came back: the graded notebook and its feedback
         assert (tmp_path / "grading" / "feedback" / student / ASSIGNMENT / "parameters.html").stat().st_size > 0
         assert (tmp_path / "grading" / "autograded" / student / ASSIGNMENT / "parameters.ipynb").exists()
+    assert (tmp_path / "grading" / "feedback" / "mathjax" / "tex-svg-full.js").stat().st_size > 1_000_000  # shared
 
 
 def test_a_worker_without_a_sandbox_refuses_to_grade_and_alone_stops_the_grading(

@@ -297,16 +297,20 @@ class GradingCluster:
         else:
             self.client = Client(scheduler, timeout=30)
         self.where = "this machine" if scheduler is None else scheduler
+        self._slots: tuple[float, int] = (-1e9, 0)  # when counted, and how many
 
     @property
     def dashboard(self) -> str | None:
         """The Dask dashboard's address (only where bokeh is installed)."""
         return self.client.dashboard_link if _has_bokeh() else None
 
-    def slots(self) -> int:
-        """The workers that grade now (each offers :data:`RESOURCE` once)."""
-        workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
-        return sum(int(worker.get("resources", {}).get(RESOURCE, 0)) for worker in workers)
+    def slots(self, fresh: bool = False) -> int:
+        """The workers that grade now (each offers :data:`RESOURCE` once), counted at most every 5 s unless
+        ``fresh`` (the scheduler's information on a thousand workers is megabytes)."""
+        if fresh or time.monotonic() - self._slots[0] > 5:
+            workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
+            self._slots = (time.monotonic(), sum(int(w.get("resources", {}).get(RESOURCE, 0)) for w in workers))
+        return self._slots[1]
 
     def refusals(self) -> dict[str, str]:
         """``{worker: why}`` for each worker of the cluster that does not grade."""
@@ -318,7 +322,7 @@ class GradingCluster:
     def _wait_for_graders(self) -> int:
         """The grading workers, once there is one; SystemExit, with every worker's reason, after :data:`PATIENCE`."""
         deadline = time.monotonic() + PATIENCE
-        while (slots := self.slots()) == 0:
+        while (slots := self.slots(fresh=True)) == 0:
             if time.monotonic() > deadline:
                 self._give_up()
             time.sleep(1)
@@ -399,7 +403,10 @@ def _result(future: Any) -> dict[str, Any]:
 
 def write_results(grading: Path, task: Any, result: dict[str, Any]) -> None:
     """Put a graded task's autograded notebook(s) and feedback in the grading folder (replacing an older grading's),
+    with the MathJax copy its pages share (``feedback/mathjax/``, written here rather than carried by every task),
     and its gradebook in ``work/`` (``result["db"]`` becomes that path)."""
+    from .nbgrader_plugins import FeedbackExporter
+
     for step in ("autograded", "feedback"):
         shutil.rmtree(grading / step / task.student / task.assignment, ignore_errors=True)
     for name, data in result.pop("files").items():
@@ -410,6 +417,8 @@ def write_results(grading: Path, task: Any, result: dict[str, Any]) -> None:
         path = grading / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+    if (grading / "feedback" / task.student / task.assignment).is_dir():
+        FeedbackExporter.write_shared_mathjax(grading / "feedback" / task.student / task.assignment)
     db = grading / "work" / f"{task.student}--{task.assignment}.db"
     db.parent.mkdir(parents=True, exist_ok=True)
     db.write_bytes(result["db"])
