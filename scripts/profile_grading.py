@@ -104,8 +104,8 @@ def main() -> None:
     import warnings
 
     import torch
-
     from benchmark_grading import make_class
+
     from grader_tests.engine import grade
     from grader_tests.engine.forkserver import start_early
 

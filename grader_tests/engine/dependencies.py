@@ -101,9 +101,7 @@ def cell_names(source: str) -> CellNames:
                 bound = alias.asname or alias.name.split(".")[0]
                 names.binds.add(bound)
                 names.imports.add(bound)
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            names.binds.add(node.name)
-        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
             names.binds.add(node.name)
     for node in ast.walk(tree):  # bind in the module's scope from any depth
         if isinstance(node, ast.Global):
