@@ -276,7 +276,9 @@ class GuardedExecute(Execute):
         config=True
     )
     figures = Bool(False, help="render matplotlib figures into the graded notebooks (slower)").tag(config=True)
-    every_cell = Bool(False, help="also run the cells after the last autograded test (slower)").tag(config=True)
+    every_cell = Bool(False, help="run every cell: those no test depends on, and those after the last test (slower)").tag(
+        config=True
+    )
     release_directory = Unicode("", help="folder of the released notebooks: which cells are the release's").tag(
         config=True
     )
