@@ -273,7 +273,7 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
           force: bool = False, full: bool = False, memory_mb: int | None = None,
           assignment: str | None = None, scheduler: str | None = None) -> State:
     """Grade every submission not graded yet; returns the state (see the module docstring). ``timeout``: seconds
-    per cell; ``full``: render the figures and run the cells after the last test too, for complete feedback;
+    per cell; ``full``: render the figures and run every cell, for complete feedback;
     ``memory_mb``: the memory of each sandboxed kernel (default: :class:`grader_tests.engine.sandbox.Limits`);
     ``assignment``: grade the submissions of this assignment only (e.g. ``06_gradcam``); ``scheduler``: the
     address of a Dask scheduler whose workers grade (default: a local cluster of ``workers`` processes)."""
@@ -575,7 +575,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="memory of each grading kernel, its scratch files included (default: 3072)")
     parser.add_argument("--full", action="store_true",
                         help="feedback with every figure and cell (by default grading skips what cannot change a "
-                             "grade: figures and the cells after the last test; three times faster)")
+                             "grade: figures, the cells after the last test and those no test depends on; five "
+                             "times faster)")
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="grade on the Dask cluster of this scheduler, e.g. tcp://host:8786, whose workers preload "
                              "grader_tests.engine.cluster (default: a local cluster of --workers processes)")
