@@ -4,11 +4,13 @@ A graded notebook's score comes from its autograded test cells. Each test reads 
 (``model``, the student's ``saliency_map``) and objects that earlier cells may have changed in place
 (``model.train()``). :func:`needed_cells` walks the cells backwards from the last test and keeps a cell when
 
-* it is a test or a solution cell (the student's code always runs), or
+* it is in ``always``: the tests and the student's own code, which always runs (grading passes the solution cells
+  and every cell the release does not have word for word), or
 * it binds a name that a kept cell after it reads, or
 * it may change in place an object that a kept cell after it reads (:func:`cell_names`: assigning to its
   attributes or items, calling a method that changes it, such as ``train`` or one ending in ``_``, calling it
-  (a model's hooks), passing it to a function of the notebook or to one ending in ``_``, or ``backward``), or
+  (a model's hooks), passing it to a function of the notebook or to one ending in ``_``, or ``backward`` where a
+  kept cell after it reads gradients), or
 * it cannot be resolved: it does not parse (a magic, say), or it uses ``exec``, ``eval``, ``globals``,
   ``import *`` and the like, which read or bind names no analysis sees. Such a cell also reads every name: every
   cell before a kept one of them is kept.
@@ -17,7 +19,7 @@ A function of the notebook reads and changes what its body does, wherever it is 
 prints and computes only for its reader: figures, tables, demonstrations on the demo set. State outside the
 notebook's names (the global random generator, ``matplotlib``'s settings) is not followed: the course's tests and
 hidden checks draw from generators they seed themselves, and the grades of the fabricated class are the same with
-and without skipping (``tests/test_dependencies.py``).
+and without skipping (``tests/test_grading.py``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ MUTATORS = frozenset({
 })
 """Methods that change the object they are called on (besides those ending in ``_`` and ``register_*``)."""
 
-COPIES = frozenset({"deepcopy", "copy", "clone", "tolist", "item", "numpy_copy"})
+COPIES = frozenset({"deepcopy", "copy", "clone", "tolist", "item"})
 """Methods whose result shares nothing with what they are called on."""
 
 GRADIENT_READERS = frozenset({"grad", "step", "clip_grad_norm_", "clip_grad_value_", "clip_grad_norm"})
@@ -59,7 +61,7 @@ EVERYTHING = "*"
 class CellNames:
     """What one code cell reads, binds and changes, by name."""
 
-    reads: set[str] = field(default_factory=set)  # every name loaded anywhere in it, function bodies included
+    reads: set[str] = field(default_factory=set)  # the names it may read before binding them (_free_reads)
     binds: set[str] = field(default_factory=set)  # the names it binds in the module's scope
     changes: set[str] = field(default_factory=set)  # names whose objects it may change in place, when it runs
     stores: set[str] = field(default_factory=set)  # names whose attributes or items it assigns (modules too)
