@@ -10,10 +10,12 @@ smaller set, and two seeds never share an image.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +32,38 @@ MIN_RADIUS, MAX_RADIUS = 0.11, 0.22  # object circumradius, in units of the imag
 N_LINES = 6
 N_BLOBS = 3
 _CHUNK = 8  # images rendered at once: a chunk's temporaries take ~60 MB at 224 px (a kernel's budget is 1 GB)
+_KEPT_BYTES = 160 * 2**20  # the renders kept for the next call with the same arguments (see _kept)
+
+_Batch = TypeVar("_Batch", bound=tuple)
+
+
+def _kept(render: Callable[..., _Batch]) -> Callable[..., _Batch]:
+    """``render``, keeping its latest results (up to :data:`_KEPT_BYTES` in all) for the next call with the same
+    arguments: notebooks draw the same sets again (the demo set, a test set, a cell run twice) and drawing costs
+    far more than copying. Every call gets tensors of its own, which it may change freely."""
+    kept: OrderedDict[tuple[Any, ...], _Batch] = OrderedDict()
+
+    @functools.wraps(render)
+    def cached(*args: Any, **kwargs: Any) -> _Batch:
+        key = (*(tuple(a) if isinstance(a, (list, range)) else a for a in args), *sorted(kwargs.items()))
+        if key not in kept:
+            batch = render(*args, **kwargs)
+            size = _nbytes(batch)
+            if size > _KEPT_BYTES:
+                return batch
+            while kept and size + sum(_nbytes(b) for b in kept.values()) > _KEPT_BYTES:
+                kept.popitem(last=False)
+            kept[key] = batch
+        kept.move_to_end(key)
+        return type(kept[key])(*(t.clone() for t in kept[key]))
+
+    cached.cache_clear = kept.clear  # type: ignore[attr-defined]
+    return cached
+
+
+def _nbytes(batch: tuple) -> int:
+    """The bytes of a batch's tensors."""
+    return sum(t.nelement() * t.element_size() for t in batch)
 
 
 class ShapesBatch(NamedTuple):
@@ -97,6 +131,7 @@ def make_concept_dataset(n: int, seed: int, size: int = IMAGE_SIZE, *, start: in
     return _draw(seed, range(start, start + n), size, None, noise, concepts=True)
 
 
+@_kept
 def _draw(
     seed: int, indices: Sequence[int], size: int, crop: int | None, noise: float, concepts: bool = False
 ) -> ShapesBatch | ConceptBatch:
@@ -196,6 +231,7 @@ def make_shortcut_dataset(
         torch.set_num_threads(threads)
 
 
+@_kept
 def _draw_shortcut(n: int, seed: int, size: int, start: int, noise: float, cue_rate: float, kind: str) -> ShortcutBatch:
     indices = range(start, start + n)
     images, clean = torch.empty(n, 3, size, size), torch.empty(n, 3, size, size)

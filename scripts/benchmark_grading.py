@@ -67,7 +67,7 @@ def timed_grading(submissions: Path, workers: int, full: bool = False) -> tuple[
     peak, done = [0], threading.Event()
 
     def sample() -> None:
-        while not done.wait(2):
+        while not done.wait(5):
             peak.append(_tree_pss())
 
     sampler = threading.Thread(target=sample)

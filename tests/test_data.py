@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from helpers.data import CLASSES, IMAGE_SIZE, _generator, _sample_scene, load_demo, make_dataset
+import helpers.data
+from helpers.data import CLASSES, IMAGE_SIZE, _draw, _generator, _sample_scene, load_demo, make_dataset
 from helpers.images import MEAN, STD, denormalize, image_tensor_to_numpy, normalize, numpy_to_image_tensor
 
 
@@ -15,10 +16,43 @@ def test_shapes_and_dtypes():
 
 
 def test_deterministic_for_a_seed_and_different_across_seeds():
-    a, b, c = make_dataset(4, 7, 48), make_dataset(4, 7, 48), make_dataset(4, 8, 48)
+    a = make_dataset(4, 7, 48)
+    _draw.cache_clear()  # drawn again, not the kept render
+    b, c = make_dataset(4, 7, 48), make_dataset(4, 8, 48)
     for x, y in zip(a, b):
         assert torch.equal(x, y)
     assert not torch.equal(a.images, c.images)
+
+
+def _counting_renders(monkeypatch):
+    calls = []
+    render = helpers.data._render
+    monkeypatch.setattr(helpers.data, "_render", lambda *args, **kwargs: calls.append(1) or render(*args, **kwargs))
+    _draw.cache_clear()
+    return calls
+
+
+def test_a_set_drawn_again_is_the_kept_render_and_each_caller_gets_its_own_copy(monkeypatch):
+    calls = _counting_renders(monkeypatch)
+    first = make_dataset(3, 21, 40)
+    drawn = len(calls)
+    first.images.zero_()  # a caller changes its copy
+    second, third = make_dataset(3, 21, 40), load_demo(40)
+    assert len(calls) == drawn + 1  # the second set was not drawn again; the demo set was
+    _draw.cache_clear()
+    fresh = make_dataset(3, 21, 40)
+    for kept, drawn_again in zip(second, fresh):
+        assert torch.equal(kept, drawn_again)
+    assert second.images.data_ptr() != make_dataset(3, 21, 40).images.data_ptr()
+    assert type(second) is type(fresh) and third.images.shape == (len(CLASSES), 3, 40, 40)
+
+
+def test_sets_larger_than_the_budget_are_drawn_each_time(monkeypatch):
+    calls = _counting_renders(monkeypatch)
+    monkeypatch.setattr(helpers.data, "_KEPT_BYTES", 1000)  # under one 16 x 16 image
+    make_dataset(1, 3, 16)
+    make_dataset(1, 3, 16)
+    assert len(calls) == 2
 
 
 def test_image_depends_only_on_seed_and_index():

@@ -13,7 +13,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from grader_tests.engine.forkserver import ForkingKernelManager, ForkServer, forkable
+from grader_tests.engine.forkserver import DATASETS, ForkingKernelManager, ForkServer, forkable, graded_draws
 from grader_tests.engine.nbgrader_plugins import FIGURELESS_BACKEND
 from grader_tests.engine.sandbox import unavailable
 
@@ -135,3 +135,14 @@ def test_the_course_configuration_grades_in_forked_figureless_kernels(tmp_path):
     assert ForkServer.get().process.pid == before  # forked by this process's server (which imported the engine
     # but never the judges: neither is in the kernel)
     assert text(nb.cells[0]).split() == ["False", FIGURELESS_BACKEND]
+
+
+def test_the_server_draws_the_data_sets_that_graded_runs_draw():
+    """What the cells grading runs draw with literal arguments (helpers keeps the renders: kernels start with
+    them); not what only skipped cells draw (notebook 9's 120 crops feed figures, no test)."""
+    draws = graded_draws()
+    assert ("load_demo", (), {}) in draws
+    assert ("make_shortcut_dataset", (120,), {"seed": 1401}) in draws
+    assert ("make_shortcut_dataset", (120,), {"seed": 1401, "kind": "random"}) in draws
+    assert not [draw for draw in draws if draw[2].get("crop") == 112 and draw[1] == (120,)]
+    assert all(function in DATASETS for function, _, _ in draws)

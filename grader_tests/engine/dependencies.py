@@ -25,6 +25,7 @@ and without skipping (``tests/test_grading.py``).
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -76,8 +77,12 @@ class CellNames:
         return cls({EVERYTHING}, {EVERYTHING}, {EVERYTHING})
 
 
+@functools.lru_cache(maxsize=4096)
 def cell_names(source: str) -> CellNames:
-    """What ``source`` reads, binds and changes; a cell that cannot be resolved: :data:`EVERYTHING`."""
+    """What ``source`` reads, binds and changes; a cell that cannot be resolved: :data:`EVERYTHING`.
+
+    Cached: every submission of a notebook shares the release's cells, so a grading worker parses each once. The
+    result is shared between callers, who must not change it."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):  # a magic, a shell escape, broken code

@@ -17,12 +17,14 @@ standard Python kernel this way on Linux and any other kernel, or on any other s
 
 from __future__ import annotations
 
+import ast
 import atexit
 import contextlib
 import gc
 import importlib
 import json
 import os
+import queue
 import shutil
 import signal
 import subprocess
@@ -35,8 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_client import AsyncKernelManager
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import LocalProvisioner
+from traitlets import Type
 
 from . import sandbox, syscalls
 from .sandbox import Limits
@@ -201,6 +205,33 @@ class ForkingProvisioner(LocalProvisioner):
         return self.connection_info
 
 
+class ReadyKernelClient(AsyncKernelClient):
+    """jupyter_client's client, ready as soon as the kernel answers ``kernel_info`` and its IOPub channel is
+    connected: without the 0.2 s of IOPub silence the standard one waits for at the end. What a late IOPub message
+    belongs to is told by its parent header, as nbclient does with every message."""
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        while True:
+            self.kernel_info()
+            try:
+                reply = await self.shell_channel.get_msg(timeout=1)
+            except queue.Empty:
+                reply = None
+            if reply is not None and reply["msg_type"] == "kernel_info_reply":
+                try:
+                    await self.iopub_channel.get_msg(timeout=0.2)  # IOPub connected: it carried a message
+                except queue.Empty:
+                    pass
+                else:
+                    self._handle_kernel_info_reply(reply)
+                    return
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+
+
 class ForkingKernelManager(AsyncKernelManager):
     """nbclient's kernel manager with :class:`ForkingProvisioner`.
 
@@ -210,6 +241,7 @@ class ForkingKernelManager(AsyncKernelManager):
     """
 
     limits: Limits | None = None  # the sandbox's limits (GuardedExecute sets them); None: the defaults
+    client_factory = Type(ReadyKernelClient, klass=AsyncKernelClient)
 
     async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
         if sys.platform.startswith("linux") and not self.has_kernel:
@@ -220,6 +252,11 @@ class ForkingKernelManager(AsyncKernelManager):
             self.provisioner = ForkingProvisioner(kernel_id=kw.get("kernel_id") or self.kernel_id or "",
                                                   kernel_spec=self.kernel_spec, parent=self)
         return await super()._async_pre_start_kernel(**kw)
+
+    async def _async_wait(self, pollinterval: float = 0.1) -> None:
+        """Until the kernel has ended, polling every 5 ms instead of 100: a killed kernel ends in milliseconds, and
+        grading waits for one at the end of every notebook."""
+        await super()._async_wait(pollinterval=min(pollinterval, 0.005))
 
 
 # --- the fork server ----------------------------------------------------------------------------------------------
@@ -244,10 +281,62 @@ def preload() -> None:
     for name in PRELOADED:  # the hidden inputs of the probes (kernel.inputs.warm), and each notebook's own
         if name.startswith("grader_tests.kernel.") and hasattr(module := sys.modules[name], "warm"):
             module.warm()
+    for function, args, kwargs in graded_draws():
+        getattr(helpers, function)(*args, **kwargs)  # helpers keeps its latest renders: kernels start with them
     fig = Figure()
     fig.add_subplot().imshow([[0.0, 1.0]])
     with open(os.devnull, "wb") as sink:
         FigureCanvasAgg(fig).print_png(sink)  # fonts and the PNG writer
+
+
+DATASETS = frozenset({"load_demo", "make_dataset", "make_concept_dataset", "make_shortcut_dataset"})
+"""The functions of ``helpers`` that draw the notebooks' images."""
+
+
+Draw = tuple[str, tuple[Any, ...], dict[str, Any]]
+"""A call of :data:`DATASETS`: ``(function, args, kwargs)``."""
+
+
+COURSE = Path(__file__).resolve().parents[2]
+"""The course's folder (``solutions/`` ...)."""
+
+
+def graded_draws(root: Path = COURSE) -> list[Draw]:
+    """Each data set that the course's graded runs draw with literal arguments, once: the calls of ``helpers.<one
+    of DATASETS>`` in the cells of ``root/solutions`` that grading runs (:mod:`grader_tests.engine.dependencies`)."""
+    draws: dict[str, Draw] = {}
+    for path in sorted(root.glob("solutions/*/*.ipynb")):
+        for source in _graded_sources(json.loads(path.read_text())):
+            draws.update((repr(draw), draw) for draw in _literal_draws(source))
+    return list(draws.values())
+
+
+def _graded_sources(nb: dict[str, Any]) -> list[str]:
+    """The sources of a solved notebook's code cells that grading runs: the tests and solution cells, and the
+    cells before the last of them that these depend on."""
+    from .dependencies import needed_cells
+
+    sources = ["".join(cell["source"]) if cell["cell_type"] == "code" else None for cell in nb["cells"]]
+    graded = {index for index, cell in enumerate(nb["cells"]) if sources[index] is not None
+              and {"grade", "solution"} & {k for k, v in cell["metadata"].get("nbgrader", {}).items() if v is True}}
+    if not graded:
+        return []
+    sources = [source if index <= max(graded) else None for index, source in enumerate(sources)]
+    return [sources[index] for index in sorted(needed_cells(sources, graded))]  # type: ignore[misc]
+
+
+def _literal_draws(source: str) -> list[Draw]:
+    """The calls ``helpers.<one of DATASETS>(...)`` in ``source`` whose arguments are all literals."""
+    draws = []
+    with contextlib.suppress(SyntaxError):
+        for node in ast.walk(ast.parse(source)):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in DATASETS
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "helpers"):
+                with contextlib.suppress(ValueError):
+                    args = tuple(ast.literal_eval(arg) for arg in node.args)
+                    kwargs = {keyword.arg: ast.literal_eval(keyword.value) for keyword in node.keywords if keyword.arg}
+                    draws.append((node.func.attr, args, kwargs))
+    return draws
 
 
 def serve(folder: str) -> dict[str, Any] | None:
