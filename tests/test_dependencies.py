@@ -68,6 +68,14 @@ def test_a_cell_that_may_change_what_the_test_reads_runs(change):
     assert run(SETUP, change, "assert not model.training and demo.images.sum() != 0") == [0, 1, 2]
 
 
+@pytest.mark.parametrize(("source", "reads"), [
+    ("g = x.grad", True), ("optimizer.step()", True), ("value = getattr(x, name)", True),
+    ("(g,) = torch.autograd.grad(y, x)", False), ("from torch import autograd\ng = autograd.grad(y, x)", False),
+])
+def test_reading_accumulated_gradients_is_told_from_computing_new_ones(source, reads):
+    assert cell_names(source).reads_grad is reads
+
+
 def test_a_copy_is_not_the_original():
     assert run(SETUP, "scratch = copy.deepcopy(model).train()\nscratch.fc = None", "assert not model.training") == [0, 2]
 

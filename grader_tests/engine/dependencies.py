@@ -256,11 +256,19 @@ def _reads_grad(tree: ast.AST) -> bool:
     """Whether code may read the gradients ``backward`` accumulates: ``x.grad``, an optimizer's ``step``,
     gradient clipping, or ``getattr`` (any attribute)."""
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and node.attr in GRADIENT_READERS:
+        if isinstance(node, ast.Attribute) and node.attr in GRADIENT_READERS and not _is_autograd_grad(node):
             return True
         if isinstance(node, ast.Name) and node.id == "getattr":
             return True
     return False
+
+
+def _is_autograd_grad(node: ast.Attribute) -> bool:
+    """Whether ``node`` is ``autograd.grad`` (``torch.autograd.grad``): a function that returns new gradients and
+    reads no ``.grad``."""
+    owner = node.value
+    name = owner.attr if isinstance(owner, ast.Attribute) else owner.id if isinstance(owner, ast.Name) else None
+    return node.attr == "grad" and name == "autograd"
 
 
 def _mutator(method: str) -> bool:

@@ -24,6 +24,7 @@ Then ``build/grading/grades.csv`` (one row per student: points per graded cell, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import json
@@ -33,9 +34,10 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,17 +176,49 @@ def grade_task(task: Task, template: Path, execute: dict[str, Any], folder: Path
     for step in ("submitted", "autograded", "feedback"):
         setattr(grader.coursedir, f"{step}_directory", str(folder / step))
     started = time.perf_counter()
-    result = grader.autograde(task.assignment, task.student, force=True, create=True)
-    autograded = time.perf_counter()
-    if not result["success"]:
-        return _failed(task, "autograde", result, folder)
-    feedback = grader.generate_feedback(task.assignment, task.student, force=True)
+    with _one_engine(db):
+        result = grader.autograde(task.assignment, task.student, force=True, create=True)
+        autograded = time.perf_counter()
+        if not result["success"]:
+            return _failed(task, "autograde", result, folder)
+        feedback = grader.generate_feedback(task.assignment, task.student, force=True)
     if not feedback["success"]:
         return _failed(task, "generate_feedback", feedback, folder)
     seconds = {"autograde": autograded - started, "feedback": time.perf_counter() - autograded}
     from .forkserver import ForkServer
 
     return {"task": asdict(task), "db": str(db), "seconds": seconds, "sandbox": ForkServer.get().sandbox}
+
+
+_ENGINE: dict[str, Any] = {}  # this process's one engine for task gradebooks, and the file it opens now
+_ENGINE_LOCK = threading.Lock()  # one task's gradebook at a time (a grading worker grades one task at a time)
+
+
+@contextlib.contextmanager
+def _one_engine(db: Path) -> Iterator[None]:
+    """Every gradebook nbgrader opens on ``db`` meanwhile uses one SQLAlchemy engine, the same for every task of
+    this process: nbgrader makes a new engine each time it opens a gradebook (about ten times a notebook), and a
+    new engine compiles each SQL statement again, the larger part of a query's cost. The engine opens a new
+    connection to ``db`` each time (no pool), so nothing of one task's file reaches another's. One ``db`` at a time
+    in a process."""
+    import sqlite3
+
+    import nbgrader.api
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    with _ENGINE_LOCK:
+        if "engine" not in _ENGINE:
+            _ENGINE["engine"] = create_engine("sqlite://", creator=lambda: sqlite3.connect(_ENGINE["path"]),
+                                              poolclass=NullPool, future=True)
+        _ENGINE["path"] = str(db)
+        url, original = f"sqlite:///{db}", nbgrader.api.create_engine
+        nbgrader.api.create_engine = lambda db_url, *args, **kwargs: (
+            _ENGINE["engine"] if db_url == url else original(db_url, *args, **kwargs))
+        try:
+            yield
+        finally:
+            nbgrader.api.create_engine = original
 
 
 def _failed(task: Task, step: str, result: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -205,7 +239,7 @@ def merge(main: Any, db: Path, assignment: str, student: str) -> None:
     grading. Nothing else is taken from it (a manual score, extra credit): those are the instructor's alone."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    with Gradebook(f"sqlite:///{db}") as source:
+    with _one_engine(db), Gradebook(f"sqlite:///{db}") as source:
         submission = source.find_submission(assignment, student)
         timestamp = submission.timestamp
         grades = {(nb.name, grade.name): grade.auto_score for nb in submission.notebooks for grade in nb.grades}
@@ -278,9 +312,9 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
     ``assignment``: grade the submissions of this assignment only (e.g. ``06_gradcam``); ``scheduler``: the
     address of a Dask scheduler whose workers grade (default: a local cluster of ``workers`` processes)."""
     from nbgrader.api import Gradebook
+    from tqdm import tqdm
 
     from .cluster import GradingCluster, submission_files, template_gradebook, write_results
-    from tqdm import tqdm
 
     started = time.perf_counter()
     warnings.filterwarnings("ignore", module="nbgrader")  # nbgrader's SQLAlchemy warnings while merging
