@@ -86,6 +86,21 @@ def test_a_notebook_function_that_changes_its_parameter_changes_what_it_is_given
     assert run(*cells) == [0, 1, 4, 5]
 
 
+def test_a_parameter_a_function_calls_is_what_the_cell_gives_it():
+    apply = "def apply(model, x):\n    return model(x)"  # its parameter shares the notebook's name
+    tiny = "tiny = torch.nn.Linear(2, 2)"
+    assert run(SETUP, apply, tiny, "apply(tiny, torch.zeros(1, 2))", "assert not model.training") == [0, 4]
+    assert run(SETUP, apply, "apply(model, demo.images)", "assert not model.training") == [0, 1, 2, 3]
+    assert run(SETUP, apply, tiny, "apply(tiny, demo.images)", "assert demo.images.sum() != 0") == [0, 1, 2, 3, 4]
+
+
+def test_a_function_given_as_an_argument_changes_what_it_is_given_there():
+    spoil, look = "def spoil(net):\n    net.train()", "def look(net):\n    return net.fc"
+    apply = "def apply(f, net):\n    return f(net)"
+    assert run(SETUP, spoil, apply, "apply(spoil, model)", "assert not model.training") == [0, 1, 2, 3, 4]
+    assert run(SETUP, look, apply, "apply(look, model)", "assert not model.training") == [0, 4]
+
+
 def test_a_function_that_changes_a_global_changes_it_wherever_it_is_called():
     cells = (SETUP, "def spoil():\n    model.train()", "spoil()", "assert not model.training")
     assert run(*cells) == [0, 1, 2, 3]
@@ -119,10 +134,10 @@ def test_a_cell_after_the_last_test_is_not_needed_here():
 
 
 SKIPPED = {
-    "01_autograd": [9, 11, 13], "02_parameters": [5, 6, 8], "03_filters": [6, 12, 14, 18, 20], "04_activations": [],
+    "01_autograd": [9, 11, 13, 24], "02_parameters": [5, 6, 8], "03_filters": [6, 12, 14, 18, 20], "04_activations": [],
     "05_saliency": [], "06_gradcam": [], "07_patches": [10, 12, 13, 15, 16, 19, 21, 22, 24], "08_dissection": [4, 5],
     "09_embeddings": [4, 6, 8, 15, 17], "10_class_visualization": [11], "11_occlusion": [], "12_attributions": [10],
-    "13_sanity_checks": [12, 14], "14_shortcut": [6, 8, 10, 12, 17, 22, 24],
+    "13_sanity_checks": [11, 12, 14], "14_shortcut": [6, 8, 10, 12, 17, 22, 24],
 }
 """The cells before the last test that grading skips in each solved notebook: figures and demonstrations no test
 depends on (notebooks 4-6 and 11 pass the model through student code or gradients that a test reads)."""

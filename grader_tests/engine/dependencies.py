@@ -15,7 +15,9 @@ A graded notebook's score comes from its autograded test cells. Each test reads 
   ``import *`` and the like, which read or bind names no analysis sees. Such a cell also reads every name: every
   cell before a kept one of them is kept.
 
-A function of the notebook reads and changes what its body does, wherever it is called. What is skipped draws,
+A function of the notebook reads and changes what its body does, wherever it is called; a parameter it calls is
+what the calling cell gives it (a model given to it is called; a function given to it changes what it passes
+that function), not the notebook's name the parameter may share. What is skipped draws,
 prints and computes only for its reader: figures, tables, demonstrations on the demo set. State outside the
 notebook's names (the global random generator, ``matplotlib``'s settings) is not followed: the course's tests and
 hidden checks draw from generators they seed themselves, and the grades of the fabricated class are the same with
@@ -58,6 +60,32 @@ EVERYTHING = "*"
 """Stands for every name, in what an unresolvable cell reads, binds and changes."""
 
 
+@dataclass(frozen=True)
+class CallSite:
+    """A call ``f(a, b.c, key=d)`` of a function by name: the names of each argument, in order and by keyword;
+    ``spread``: it passes ``*args`` or ``**kwargs``, so which parameter gets what is not known."""
+
+    function: str
+    args: tuple[frozenset[str], ...]
+    keywords: tuple[tuple[str, frozenset[str]], ...]
+    spread: bool
+
+    def given(self, parameter: str, function: CellNames) -> frozenset[str]:
+        """The names whose objects ``parameter`` of ``function`` gets here: every argument's where that cannot be
+        told (``*args`` or ``**kwargs`` on either side)."""
+        keywords = dict(self.keywords)
+        if self.spread or parameter == EVERYTHING or parameter in function.variadic or EVERYTHING in function.variadic:
+            return self.everything()
+        if parameter in keywords:
+            return keywords[parameter]
+        index = function.positional.index(parameter) if parameter in function.positional else len(self.args)
+        return self.args[index] if index < len(self.args) else frozenset()
+
+    def everything(self) -> frozenset[str]:
+        """The names of every argument."""
+        return frozenset().union(*self.args, *(names for _, names in self.keywords))
+
+
 @dataclass
 class CellNames:
     """What one code cell reads, binds and changes, by name."""
@@ -69,6 +97,9 @@ class CellNames:
     imports: set[str] = field(default_factory=set)  # the names it binds with an import
     functions: dict[str, CellNames] = field(default_factory=dict)  # its functions: what their bodies do
     parameters: set[str] = field(default_factory=set)  # a function's: its parameters' names
+    positional: tuple[str, ...] = ()  # a function's: its positional parameters, in order
+    variadic: frozenset[str] = frozenset()  # a function's: its ``*args`` and ``**kwargs`` (or EVERYTHING: a class)
+    sites: list[CallSite] = field(default_factory=list)  # its calls of functions by name, with what each is given
     backward: bool = False  # it calls ``backward``: gradients accumulate in the leaves it reads
     reads_grad: bool = False  # it reads gradients: ``.grad``, an optimizer's ``step``, ``getattr``
 
@@ -100,6 +131,7 @@ def cell_names(source: str) -> CellNames:
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.binds.add(node.name)
             body = CellNames(parameters=_parameters(node), reads_grad=_reads_grad(node))
+            body.positional, body.variadic = _signature(node)
             _effects([n for statement in node.body for n in ast.walk(statement)], body)
             body.reads = _free_reads(node)
             names.functions[node.name] = body
@@ -250,6 +282,10 @@ def _effects(nodes: Iterable[ast.AST], names: CellNames) -> None:
                 names.backward |= function.attr == "backward"
             elif isinstance(function, ast.Name):  # a function of the notebook may change what it is given
                 names.changes |= {f"{function.id}()"} | {f"{function.id}({root})" for root in passed}
+                names.sites.append(CallSite(
+                    function.id, tuple(frozenset(_roots(arg)) for arg in node.args if not isinstance(arg, ast.Starred)),
+                    tuple((k.arg, frozenset(_roots(k.value))) for k in node.keywords if k.arg),
+                    any(isinstance(arg, ast.Starred) for arg in node.args) or any(not k.arg for k in node.keywords)))
 
 
 def _reads_grad(tree: ast.AST) -> bool:
@@ -299,6 +335,14 @@ def _root(node: ast.AST) -> set[str]:
             return {f"{node.func.id}({root})" for root in _roots(node)}  # resolved in _changes
         else:
             return _roots(node)
+
+
+def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> tuple[tuple[str, ...], frozenset[str]]:
+    """A function's positional parameters in order, and its ``*args`` and ``**kwargs`` (a class: EVERYTHING)."""
+    if isinstance(node, ast.ClassDef):
+        return (), frozenset({EVERYTHING})
+    args = node.args
+    return tuple(a.arg for a in [*args.posonlyargs, *args.args]), frozenset(a.arg for a in (args.vararg, args.kwarg) if a)
 
 
 def _parameters(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef) -> set[str]:
@@ -352,6 +396,23 @@ def _changes(names: CellNames, functions: dict[str, list[CellNames]], data: set[
     changed = {name for name in names.changes if not name.endswith(")")}
     stored = set(names.stores)
     calls = [_call(name) for name in names.changes if name.endswith(")")]
+    for site in names.sites:  # a function of the notebook that calls a parameter calls what this cell gives it
+        for body in functions.get(site.function, ()):
+            for inner in body.sites:
+                if inner.function not in body.parameters:
+                    continue
+
+                def outer(names_: Iterable[str], body: CellNames = body, site: CallSite = site) -> set[str]:
+                    """The cell's names for names of the function's scope (its parameters: what the cell gave)."""
+                    return set().union(*(site.given(n, body) if n in body.parameters else {n} for n in names_))
+
+                for given in site.given(inner.function, body):
+                    calls.append((given, ""))
+                    if given not in functions:  # an object called (a model): what it is given may change too
+                        changed |= outer(inner.everything())
+                    for called_body in functions.get(given, ()):  # a function: what it changes of its arguments
+                        for parameter in _changed_parameters(called_body):
+                            changed |= outer(inner.given(parameter, called_body))
     backward, seen = names.backward, set()
     while calls:
         called, argument = calls.pop()
@@ -362,7 +423,11 @@ def _changes(names: CellNames, functions: dict[str, list[CellNames]], data: set[
                 if called not in seen:
                     changed |= {n for n in body.changes if not n.endswith(")")} - body.parameters
                     stored |= body.stores - body.parameters
-                    calls += [_call(n) for n in body.changes if n.endswith(")")]
+                    # a parameter it calls is what its caller gives it (above), not a name of the notebook; called
+                    # from a function or a hook, it may be any object: its hooks may run
+                    calls += [call for call in map(_call, (n for n in body.changes if n.endswith(")")))
+                              if call[0] not in body.parameters]
+                    calls += [(function, "") for function in set(functions) - seen if _called_parameters(body)]
                     backward |= body.backward
             seen.add(called)
         elif called in data:  # calling an object: a model's forward and hooks
@@ -371,6 +436,19 @@ def _changes(names: CellNames, functions: dict[str, list[CellNames]], data: set[
     if backward and gradients:
         changed |= _reads(names, functions)
     return (changed & (data | {EVERYTHING})) | stored
+
+
+def _called_parameters(body: CellNames) -> set[str]:
+    """The parameters a function calls."""
+    return {_call(name)[0] for name in body.changes if name.endswith(")")} & body.parameters
+
+
+def _changed_parameters(body: CellNames) -> set[str]:
+    """The parameters whose objects a function may change: those it changes, assigns to or calls (every one
+    where it cannot be told)."""
+    if EVERYTHING in body.parameters | body.changes | body.stores:
+        return body.parameters | {EVERYTHING}
+    return (body.changes | body.stores | _called_parameters(body)) & body.parameters
 
 
 def _call(name: str) -> tuple[str, str]:
