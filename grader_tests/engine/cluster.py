@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import dask
 from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, get_worker, wait
 from distributed.core import Status
 
@@ -61,10 +62,22 @@ PRELOAD = "grader_tests.engine.cluster"
 UNAVAILABLE_FOR_TESTS = "VISUALIZING_CNNS_SANDBOX_UNAVAILABLE"
 """Tests only: a reason the worker's check then reports, as if its sandbox were unavailable."""
 
+AHEAD = 2
+"""Tasks in flight per grading worker: the one it grades and the next, waiting at the scheduler, which hands it over
+as soon as the worker is free; with one, a worker would wait each time for this process to take its result and
+send the next (a fifth of its time)."""
+
 PATIENCE = 120.0
 """Seconds the grading process waits for a worker that can grade before it gives up."""
 
 logger = logging.getLogger(__name__)
+
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+"""Dask settings of a grading worker, set when it preloads this module (before it builds its periodic tasks) and
+passed by the grading process to the workers of its local cluster: no statistical profiler, which samples every
+thread's stack a hundred times a second, a fifth of a grading worker's own CPU time."""
+
+dask.config.set(WORKER_CONFIG)
 
 
 # --- the course on a worker -------------------------------------------------------------------------------------
@@ -344,8 +357,8 @@ class GradingCluster:
     def results(self, todo: list[Any], files: Callable[[Any], dict[str, bytes]],
                 execute: dict[str, Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
         """``(task, result)`` for each task of ``todo`` as it finishes; a result with ``"error"`` is a failure.
-        ``files(task)``: the files the task carries, read when it is sent (at most one task per grading worker
-        is in flight)."""
+        ``files(task)``: the files the task carries, read when it is sent (at most :data:`AHEAD` tasks per grading
+        worker are in flight)."""
         for worker, why in sorted(self.refusals().items()):
             print(f"WARNING: Dask worker {worker} does not grade: {why}", flush=True)
         course = None if self.cluster is not None else _course_digest()
@@ -366,7 +379,7 @@ class GradingCluster:
                 submit(suspects.popleft(), alone=True)
             elif not suspects:
                 slots = max(1, self.slots())
-                while queue and len(in_flight) < slots:
+                while queue and len(in_flight) < AHEAD * slots:
                     submit(queue.popleft(), alone=False)
             try:
                 done, _ = wait(list(in_flight), timeout=5, return_when="FIRST_COMPLETED")
