@@ -1,15 +1,16 @@
 """Kernels forked from a warm process: grading starts a kernel per notebook in milliseconds instead of seconds.
 
 A fresh ``ipykernel`` spends about 0.6 s starting and the notebook's first cell 1.8 s importing torch,
-torchvision and matplotlib; the first meta-tensor or autograd call imports another few hundred modules. Six
-notebooks a student, that is most of the grading time. Instead each grading process starts one *fork server*
+torchvision and matplotlib; the first meta-tensor or autograd call imports another few hundred modules. Fourteen
+notebooks a student, that would be most of the grading time. Instead each grading process starts one *fork server*
 (``python -m grader_tests.engine.forkserver``) that imports all of it once and warms it up, without running any
-student code, and forks one child per kernel. The child builds the kernel's sandbox
-(:mod:`grader_tests.engine.sandbox`) and becomes a fresh ``ipykernel`` in it, with its own process group,
-working folder and environment, like one ``jupyter_client`` would start; only the module imports are shared
-(copy-on-write). The server never imports the judges: a kernel inherits its memory. It starts with a minimal
-environment (:data:`SERVER_ENVIRONMENT`), so that what libraries read at import (``OMP_NUM_THREADS`` ...)
-agrees with the kernels' and nothing else of the grader's environment is in a kernel's memory.
+student code (it also draws the data sets the graded cells draw: :func:`graded_draws`), and forks one child per
+kernel. The child builds the kernel's sandbox (:mod:`grader_tests.engine.sandbox`) and becomes a fresh
+``ipykernel`` in it, with its own process group, working folder and environment, like one ``jupyter_client`` would
+start; only the module imports are shared (copy-on-write). The server never imports the judges: a kernel inherits
+its memory. It starts with a minimal environment (:data:`SERVER_ENVIRONMENT`), so that what libraries read at
+import (``OMP_NUM_THREADS`` ...) agrees with the kernels' and nothing else of the grader's environment is in a
+kernel's memory.
 
 :class:`ForkingKernelManager` (``nbgrader_config.py`` sets it as the ``Execute`` kernel manager) launches the
 standard Python kernel this way on Linux and any other kernel, or on any other system, the usual way.
