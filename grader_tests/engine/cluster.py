@@ -75,7 +75,7 @@ logger = logging.getLogger(__name__)
 WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 """Dask settings of a grading worker, set when it preloads this module (before it builds its periodic tasks) and
 passed by the grading process to the workers of its local cluster: no statistical profiler, which samples every
-thread's stack a hundred times a second, a fifth of a grading worker's own CPU time."""
+thread's stack a hundred times a second (with :data:`AHEAD`, 0.63 to 0.58 s a notebook over 16 students)."""
 
 dask.config.set(WORKER_CONFIG)
 
