@@ -292,6 +292,6 @@ def test_the_merge_takes_only_automatic_scores_from_a_task_gradebook(grading, tm
     main = tmp_path / "main.db"
     G.empty_gradebook(main)
     with Gradebook(f"sqlite:///{main}") as gb:
-        G.merge(gb, task, "02_parameters", "mallory")
+        G.merge(gb, G.task_scores(task, "02_parameters", "mallory"), "02_parameters", "mallory")
         grades = gb.find_submission("02_parameters", "mallory").notebooks[0].grades
         assert {(g.auto_score, g.manual_score, g.extra_credit) for g in grades} == {(1.0, None, None)}

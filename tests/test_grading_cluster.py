@@ -136,8 +136,8 @@ def test_a_class_graded_on_two_workers_one_killed_gets_its_grades_each_merged_on
     cluster.wait_for({"stays", "killed"})
     merged = Counter()
     merge = G.merge
-    monkeypatch.setattr(G, "merge", lambda main, db, assignment, student: (
-        merged.update([student]), merge(main, db, assignment, student)))
+    monkeypatch.setattr(G, "merge", lambda main, scores, assignment, student: (
+        merged.update([student]), merge(main, scores, assignment, student)))
     killed = threading.Event()
     killer = threading.Thread(target=_kill_when_grading, args=(cluster, "killed", killed), daemon=True)
     killer.start()

@@ -8,7 +8,8 @@ Each task carries one submission and returns its results; no file system is shar
   grade otherwise);
 - on the worker (:func:`grade_submission`): nbgrader's layout in a private temporary folder, graded into a copy of
   the empty gradebook (built once per machine, :func:`template_gradebook`), by the worker's own fork server;
-- out: the task's gradebook (bytes, merged by the grading process with :func:`grader_tests.engine.grade.merge`),
+- out: the submission's automatic scores (:func:`grader_tests.engine.grade.task_scores`, merged into the gradebook
+  by the grading process with :func:`grader_tests.engine.grade.merge`),
   the autograded notebook(s) and feedback page(s) (bytes, by their paths under the grading folder), the seconds
   and the sandbox's state; or ``"error"`` and nbgrader's log.
 
@@ -232,8 +233,9 @@ def grade_submission(task: Any, files: dict[str, bytes], execute: dict[str, Any]
                      course: str | None) -> dict[str, Any]:
     """Grade one submission on this worker (a Dask task): ``files`` are its folder's, by relative path; ``course``:
     the grading process's :func:`course_digest`. Returns :func:`grader_tests.engine.grade.grade_task`'s result with
-    the files in place of their paths: ``db`` (bytes), ``files`` (``{path under the grading folder: bytes}``),
-    ``log`` (text), and the graded notebook's grading notes (``notes``, read here: the grading process need not). ``course`` None: no check (a local worker shares the grading process's files)."""
+    the files in place of their paths: ``files`` (``{path under the grading folder: bytes}``), ``log`` (text), and
+    the graded notebook's grading notes (``notes``, read here: the grading process need not). ``course`` None: no
+    check (a local worker shares the grading process's files)."""
     from .grade import grade_task
 
     if course is not None and course != _course_digest():
@@ -250,12 +252,11 @@ def grade_submission(task: Any, files: dict[str, bytes], execute: dict[str, Any]
         result["worker"] = get_worker().address
         if "log" in result:
             result["log"] = Path(result["log"]).read_text()
-        if "db" in result:
+        if "scores" in result:
             import nbformat
 
             from .nbgrader_plugins import notes
 
-            result["db"] = Path(result["db"]).read_bytes()
             result["files"] = {path.relative_to(folder).as_posix(): path.read_bytes()
                                for step in ("autograded", "feedback")
                                for path in sorted((folder / step / task.student / task.assignment).rglob("*"))
@@ -423,8 +424,7 @@ def _result(future: Any) -> dict[str, Any]:
 
 def write_results(grading: Path, task: Any, result: dict[str, Any]) -> None:
     """Put a graded task's autograded notebook(s) and feedback in the grading folder (replacing an older grading's),
-    with the MathJax copy its pages share (``feedback/mathjax/``, written here rather than carried by every task),
-    and its gradebook in ``work/`` (``result["db"]`` becomes that path)."""
+    with the MathJax copy its pages share (``feedback/mathjax/``, written here rather than carried by every task)."""
     from .nbgrader_plugins import FeedbackExporter
 
     for step in ("autograded", "feedback"):
@@ -439,7 +439,3 @@ def write_results(grading: Path, task: Any, result: dict[str, Any]) -> None:
         path.write_bytes(data)
     if (grading / "feedback" / task.student / task.assignment).is_dir():
         FeedbackExporter.write_shared_mathjax(grading / "feedback" / task.student / task.assignment)
-    db = grading / "work" / f"{task.student}--{task.assignment}.db"
-    db.parent.mkdir(parents=True, exist_ok=True)
-    db.write_bytes(result["db"])
-    result["db"] = str(db)

@@ -167,7 +167,10 @@ def grade_task(task: Task, template: Path, execute: dict[str, Any], folder: Path
     """Autograde one submission into a private gradebook and write its feedback (runs on a grading worker,
     :func:`grader_tests.engine.cluster.grade_submission`); ``execute``: options of the grading kernels
     (:func:`grader_tests.engine.course.nbgrader_api`); ``folder``: the grading folder, nbgrader's ``submitted``,
-    ``autograded`` and ``feedback`` (default: :data:`GRADING`; a private temporary one on a worker)."""
+    ``autograded`` and ``feedback`` (default: :data:`GRADING`; a private temporary one on a worker).
+
+    Returns ``{"task", "scores", "seconds", "sandbox"}`` (``scores``: :func:`task_scores`, what :func:`merge`
+    takes), or ``{"task", "error", "log"}``."""
     folder = folder or GRADING
     db = folder / "work" / f"{task.student}--{task.assignment}.db"
     db.parent.mkdir(parents=True, exist_ok=True)
@@ -185,9 +188,11 @@ def grade_task(task: Task, template: Path, execute: dict[str, Any], folder: Path
     if not feedback["success"]:
         return _failed(task, "generate_feedback", feedback, folder)
     seconds = {"autograde": autograded - started, "feedback": time.perf_counter() - autograded}
+    scores = task_scores(db, task.assignment, task.student)
+    db.unlink()
     from .forkserver import ForkServer
 
-    return {"task": asdict(task), "db": str(db), "seconds": seconds, "sandbox": ForkServer.get().sandbox}
+    return {"task": asdict(task), "scores": scores, "seconds": seconds, "sandbox": ForkServer.get().sandbox}
 
 
 _ENGINE: dict[str, Any] = {}  # this process's one engine for task gradebooks, and the file it opens now
@@ -200,7 +205,11 @@ def _one_engine(db: Path) -> Iterator[None]:
     this process: nbgrader makes a new engine each time it opens a gradebook (about ten times a notebook), and a
     new engine compiles each SQL statement again, the larger part of a query's cost. The engine opens a new
     connection to ``db`` each time (no pool), so nothing of one task's file reaches another's. One ``db`` at a time
-    in a process."""
+    in a process.
+
+    ``db`` is a copy of a gradebook nbgrader made (the course's empty one, or a task's): it has every table, so
+    opening it skips nbgrader's check for missing tables (each open listed them and asked for each one's columns);
+    a table that were missing all the same would fail the task's first query, loudly."""
     import sqlite3
 
     import nbgrader.api
@@ -211,14 +220,30 @@ def _one_engine(db: Path) -> Iterator[None]:
         if "engine" not in _ENGINE:
             _ENGINE["engine"] = create_engine("sqlite://", creator=lambda: sqlite3.connect(_ENGINE["path"]),
                                               poolclass=NullPool, future=True)
-        _ENGINE["path"] = str(db)
+        engine, _ENGINE["path"] = _ENGINE["engine"], str(db)
         url, original = f"sqlite:///{db}", nbgrader.api.create_engine
+        metadata, inspect = nbgrader.api.Base.metadata, nbgrader.api.inspect
         nbgrader.api.create_engine = lambda db_url, *args, **kwargs: (
-            _ENGINE["engine"] if db_url == url else original(db_url, *args, **kwargs))
+            engine if db_url == url else original(db_url, *args, **kwargs))
+        nbgrader.api.inspect = lambda subject: _HAS_TABLES if subject is engine else inspect(subject)
+        metadata.create_all = lambda bind, **kwargs: (
+            None if bind is engine else type(metadata).create_all(metadata, bind, **kwargs))
         try:
             yield
         finally:
-            nbgrader.api.create_engine = original
+            nbgrader.api.create_engine, nbgrader.api.inspect = original, inspect
+            del metadata.create_all
+
+
+class _HasTables:
+    """What nbgrader asks the inspector of a gradebook it opens: whether it has tables (a copy of one it made)."""
+
+    @staticmethod
+    def get_table_names() -> list[str]:
+        return ["gradebook"]
+
+
+_HAS_TABLES = _HasTables()
 
 
 def _failed(task: Task, step: str, result: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -234,30 +259,39 @@ def _failed(task: Task, step: str, result: dict[str, Any], folder: Path) -> dict
     return {"task": asdict(task), "error": reason, "log": str(log)}
 
 
-def merge(main: Any, db: Path, assignment: str, student: str) -> None:
-    """Copy one graded submission's automatic scores from a task's gradebook into the main one, replacing an older
-    grading. Nothing else is taken from it (a manual score, extra credit): those are the instructor's alone."""
-    from nbgrader.api import Gradebook, MissingEntry
+def task_scores(db: Path, assignment: str, student: str) -> dict[str, Any]:
+    """The automatic scores and comments of one graded submission in a task's gradebook, what :func:`merge` takes:
+    ``{"timestamp", "grades": {(notebook, grade cell): auto score}, "comments": {(notebook, cell): auto comment}}``.
+    Nothing else is taken from it (a manual score, extra credit): those are the instructor's alone."""
+    from nbgrader.api import Gradebook
 
     with _one_engine(db), Gradebook(f"sqlite:///{db}") as source:
         submission = source.find_submission(assignment, student)
-        timestamp = submission.timestamp
-        grades = {(nb.name, grade.name): grade.auto_score for nb in submission.notebooks for grade in nb.grades}
-        comments = {
-            (nb.name, comment.name): comment.auto_comment for nb in submission.notebooks for comment in nb.comments
+        return {
+            "timestamp": submission.timestamp,
+            "grades": {(nb.name, grade.name): grade.auto_score for nb in submission.notebooks for grade in nb.grades},
+            "comments": {(nb.name, comment.name): comment.auto_comment
+                         for nb in submission.notebooks for comment in nb.comments},
         }
+
+
+def merge(main: Any, scores: dict[str, Any], assignment: str, student: str) -> None:
+    """Write one graded submission's automatic scores (:func:`task_scores`) into the main gradebook, replacing an
+    older grading."""
+    from nbgrader.api import MissingEntry
+
     main.update_or_create_student(student)
     try:
         main.remove_submission(assignment, student)
     except MissingEntry:
         pass
-    fresh = main.add_submission(assignment, student, timestamp=timestamp)
+    fresh = main.add_submission(assignment, student, timestamp=scores["timestamp"])
     for nb in fresh.notebooks:
         for grade in nb.grades:
-            grade.auto_score = grades[(nb.name, grade.name)]
+            grade.auto_score = scores["grades"][(nb.name, grade.name)]
             grade.needs_manual_grade = grade.auto_score is None  # written answers: graded by hand
         for comment in nb.comments:
-            comment.auto_comment = comments.get((nb.name, comment.name))
+            comment.auto_comment = scores["comments"].get((nb.name, comment.name))
     main.db.commit()
 
 
@@ -355,11 +389,10 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
                     tqdm.write(f"grading {task.key} failed: {result['error'].splitlines()[-1]}")
                     continue
                 write_results(GRADING, task, result)
-                merge(main, Path(result["db"]), task.assignment, task.student)
+                merge(main, result["scores"], task.assignment, task.student)
                 notes_ = result["notes"] if "notes" in result else _autograded_notes(task)
                 state.record(task, "graded", notes=notes_, seconds=result["seconds"],
                              sandbox=result["sandbox"], worker=result.get("worker"))
-                Path(result["db"]).unlink(missing_ok=True)
                 state.graded_now += 1
                 state.finished.append(time.perf_counter() - started)
     except KeyboardInterrupt:
