@@ -4,6 +4,11 @@ Each ``grader_tests/judges/<topic>.py`` holds the references of one notebook and
 ``grader_tests/kernel/<topic>.py``, with the same name: ``@judge`` over ``def check_x(observations)``. A judge
 rebuilds the hidden inputs, computes the reference and raises ``AssertionError`` with a message for the student
 when the observations do not match.
+
+A reference depends only on the hidden case, never on the student: a judge module computes it once per process in a
+small ``functools.cache`` function keyed by the case (``_x_reference(index)``) and reuses it for every student the
+grading process judges. Callers only read what such a function returns; what explains a wrong answer from the
+student's own values is computed afresh.
 """
 
 from __future__ import annotations

@@ -137,11 +137,25 @@ def _judge_ignores_non_4d(facts: Observations) -> None:
         raise AssertionError("show_activations_hook should store only 4-D outputs (N, C, H, W); it stored a 2-D one")
 
 
+def _outputs(
+    model: nn.Module, images: torch.Tensor, names: Sequence[str]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``(logits, {name: the output of layer name})`` of ``model`` on ``images``."""
+    with torch.no_grad(), capture_activations(model, list(names)) as outputs:
+        logits = model(images)
+    return logits, outputs
+
+
+@functools.cache
+def _in_a_model_reference() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """:func:`_outputs` of the float64 hidden model at :data:`IN_A_MODEL`: computed once per process, as it depends
+    only on the hidden case (callers only read it)."""
+    return _outputs(*model_and_images(), IN_A_MODEL)
+
+
 def _judge_in_a_model(facts: Observations) -> None:
     """Stores each layer's output, in forward order, in float64; the model's output unchanged."""
-    model, images = model_and_images()
-    with torch.no_grad(), capture_activations(model, list(IN_A_MODEL)) as expected:
-        reference_logits = model(images)
+    reference_logits, expected = _in_a_model_reference()
     logits = returned(facts["logits"], "a forward pass of a model with show_activations_hook registered")
     if not _matches(logits, reference_logits):
         raise AssertionError("show_activations_hook changed the model's output: a forward hook should return None")
@@ -178,11 +192,15 @@ def check_show_activations_hook(observations: Observations) -> None:
 # --- the registration -----------------------------------------------------------------------------------
 
 
-def _judge_registration(facts: Observations, names: Sequence[str]) -> None:
-    model = hidden_model()
-    images = hidden_images(n=1)
-    with torch.no_grad(), capture_activations(model, list(names)) as expected:
-        reference_logits = model(images)
+@functools.cache
+def _registration_reference(names: tuple[str, ...]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """:func:`_outputs` of the hidden model at ``names``, one of :data:`REGISTRATION_CASES`: computed once per process,
+    as it depends only on the hidden case (callers only read it)."""
+    return _outputs(hidden_model(), hidden_images(n=1), names)
+
+
+def _judge_registration(facts: Observations, names: tuple[str, ...]) -> None:
+    reference_logits, expected = _registration_reference(names)
     what = f"register_activation_hooks(model, {list(names)})"
     handles = returned(facts["call"], what)
     if not isinstance(handles, (list, tuple)) or len(handles) != len(names):

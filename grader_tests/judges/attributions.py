@@ -14,6 +14,8 @@ Conventions (the notebook states them; captum follows the same, ``tests/test_att
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -70,16 +72,23 @@ def _tolerance(expected: torch.Tensor) -> dict[str, float]:
     return limits
 
 
+@functools.cache
+def _smoothgrad_reference(index: int) -> tuple[str, torch.Tensor]:
+    """``(what, expected)`` of :data:`SMOOTHGRAD_CASES` ``[index]``: computed once per process, as it depends
+    only on the hidden case (callers only read it)."""
+    model, image, class_idx, samples, sigma, seed = smoothgrad_case(index)
+    what = (f"smoothgrad(model, image, {class_idx}, samples={samples}, sigma={sigma}, generator) on an image of "
+            f"shape {tuple(image.shape)} ({image.dtype})")
+    return what, smoothgrad(model, image, class_idx, samples, sigma, torch.Generator().manual_seed(seed))
+
+
 @judge
 def check_smoothgrad(observations: Observations) -> None:
     """Values of ``smoothgrad`` on hidden models and images (other sizes, sigmas, sample counts, float64)."""
     if len(observations["maps"]) != len(SMOOTHGRAD_CASES):
         raise AssertionError("smoothgrad: the hidden check did not record every case")
     for index, outcome in enumerate(observations["maps"]):
-        model, image, class_idx, samples, sigma, seed = smoothgrad_case(index)
-        what = (f"smoothgrad(model, image, {class_idx}, samples={samples}, sigma={sigma}, generator) on an image of "
-                f"shape {tuple(image.shape)} ({image.dtype})")
-        expected = smoothgrad(model, image, class_idx, samples, sigma, torch.Generator().manual_seed(seed))
+        what, expected = _smoothgrad_reference(index)
         actual = returned(outcome, what)
         if index == 0 and "again" in observations and agree(actual, returned(observations["again"], what)) is False:
             raise AssertionError(
@@ -89,14 +98,31 @@ def check_smoothgrad(observations: Observations) -> None:
         assert_tensor_close(actual, expected, what, **_tolerance(expected))
 
 
+@functools.cache
+def _smoothgrad_original() -> torch.Tensor:
+    """The caller's image of the side-effect check of ``smoothgrad`` (:data:`SMOOTHGRAD_CASES` ``[0]``) as it was:
+    built once per process, as it is the hidden case alone (callers only read it)."""
+    return smoothgrad_case(0)[1]
+
+
 @judge
 def check_smoothgrad_side_effects(observations: Observations) -> None:
     """``smoothgrad`` computes in eval mode and restores the modes, writes no parameter ``.grad`` and leaves the
     caller's image unchanged. No reference: wrong values are the cell of ``check_smoothgrad``."""
-    image = smoothgrad_case(0)[1]
+    image = _smoothgrad_original()
     assert_computed_in_eval_mode(observations, "smoothgrad")
     assert_no_parameter_grads(observations["grads"], "smoothgrad")
     assert_input_untouched(observations["input"], image, "smoothgrad")
+
+
+@functools.cache
+def _ig_reference(index: int) -> tuple[str, torch.Tensor]:
+    """``(what, expected)`` of :data:`IG_CASES` ``[index]``: computed once per process, as it depends only on
+    the hidden case (callers only read it)."""
+    model, image, class_idx, base, steps = ig_case(index)
+    what = (f"integrated_gradients(model, image, {class_idx}, baseline, steps={steps}) on an image of shape "
+            f"{tuple(image.shape)} ({image.dtype})")
+    return what, integrated_gradients(model, image, class_idx, base, steps)
 
 
 @judge
@@ -105,18 +131,22 @@ def check_integrated_gradients(observations: Observations) -> None:
     if len(observations["attributions"]) != len(IG_CASES):
         raise AssertionError("integrated_gradients: the hidden check did not record every case")
     for index, outcome in enumerate(observations["attributions"]):
-        model, image, class_idx, base, steps = ig_case(index)
-        what = (f"integrated_gradients(model, image, {class_idx}, baseline, steps={steps}) on an image of shape "
-                f"{tuple(image.shape)} ({image.dtype})")
-        expected = integrated_gradients(model, image, class_idx, base, steps)
+        what, expected = _ig_reference(index)
         assert_tensor_close(returned(outcome, what), expected, what, **_tolerance(expected))
+
+
+@functools.cache
+def _ig_original() -> torch.Tensor:
+    """The caller's image of the side-effect check of ``integrated_gradients`` (:data:`IG_CASES` ``[1]``) as it was:
+    built once per process, as it is the hidden case alone (callers only read it)."""
+    return ig_case(1)[1]
 
 
 @judge
 def check_integrated_gradients_side_effects(observations: Observations) -> None:
     """``integrated_gradients`` computes in eval mode and restores the modes, writes no parameter ``.grad`` and
     leaves the caller's image unchanged. No reference: wrong values are the cell of ``check_integrated_gradients``."""
-    image = ig_case(1)[1]
+    image = _ig_original()
     assert_computed_in_eval_mode(observations, "integrated_gradients")
     assert_no_parameter_grads(observations["grads"], "integrated_gradients")
     assert_input_untouched(observations["input"], image, "integrated_gradients")

@@ -13,6 +13,7 @@ not the answer.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -91,11 +92,18 @@ def _as_pair(result: object, what: str) -> tuple[object, object]:
     return result[0], result[1]
 
 
+@functools.cache
+def _gradient_references() -> tuple[tuple[str, torch.Tensor, torch.Tensor], ...]:
+    """``(description, x, df/dx at x)`` of each unseen function: computed once per process, as they depend only on
+    the hidden cases (callers only read them)."""
+    return tuple((description, x, gradient_at(f, x)) for description, f, x in gradient_cases())
+
+
 @judge
 def check_gradient_at(observations: Observations) -> None:
     """Gradients of unseen scalar functions (a polynomial, a vector, a matrix, a float32 tensor, and a CNN
     class score with respect to an image), and no side effect on the caller's ``x``."""
-    for (description, f, x), seen in zip(gradient_cases(), observations["cases"], strict=True):
+    for (description, x, expected), seen in zip(_gradient_references(), observations["cases"], strict=True):
         what = f"gradient_at on {description}"
         result = returned(seen["call"], what)
         x_after = restore(seen["x"])
@@ -105,7 +113,7 @@ def check_gradient_at(observations: Observations) -> None:
             raise AssertionError(f"{what} changed the values of the caller's x")
         if isinstance(result, Recorded) and result.requires_grad:
             raise AssertionError(f"{what} returned a tensor that still carries autograd history")
-        assert_tensor_close(result, gradient_at(f, x), what, rtol=1e-5, atol=1e-6)
+        assert_tensor_close(result, expected, what, rtol=1e-5, atol=1e-6)
 
 
 @judge
@@ -149,15 +157,22 @@ def check_linear_grads_closed_form(observations: Observations) -> None:
         assert_tensor_close(grad_bias, expected_bias, f"{what}: the bias gradient", rtol=1e-5, atol=1e-6)
 
 
-@judge
-def check_sgd_step(observations: Observations) -> None:
-    """One step on an unseen CNN in eval mode whose parameters hold stale gradients; the updated parameters,
-    the returned loss and the untouched train/eval flags are compared with the reference."""
+@functools.cache
+def _sgd_reference() -> tuple[float, dict[str, torch.Tensor], dict[str, torch.Tensor], float, dict[str, torch.Tensor]]:
+    """``(lr, stale gradients, parameters before, loss, parameters after)`` of the reference step on the unseen
+    problem: computed once per process, as it depends only on the hidden case (callers only read it)."""
     model, images, labels, lr = sgd_problem()
     stale = {name: parameter.grad.clone() for name, parameter in model.named_parameters()}
     before = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
     expected_loss = sgd_step(model, images, labels, lr)
-    expected = {name: parameter.detach() for name, parameter in model.named_parameters()}
+    return lr, stale, before, expected_loss, {name: parameter.detach() for name, parameter in model.named_parameters()}
+
+
+@judge
+def check_sgd_step(observations: Observations) -> None:
+    """One step on an unseen CNN in eval mode whose parameters hold stale gradients; the updated parameters,
+    the returned loss and the untouched train/eval flags are compared with the reference."""
+    lr, stale, before, expected_loss, expected = _sgd_reference()
 
     what = "sgd_step on an unseen model"
     type_name, loss = returned(observations["call"], what)

@@ -32,6 +32,7 @@ student's results with each other only.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -114,6 +115,41 @@ def fool(model: nn.Module, image: torch.Tensor, target: int, step: float, max_st
     raise AssertionError("unreachable")
 
 
+@functools.cache
+def _visualization_reference(index: int) -> tuple[str, torch.Tensor]:
+    """``(what, expected)`` of :data:`VIS_CASES` ``[index]``: computed once per process, as it depends only on the
+    hidden case (callers only read it)."""
+    model, start, classes, settings = vis_case(index)
+    what = (
+        f"class_visualization on {len(start)} start image(s) of shape {tuple(start.shape[1:])} ({start.dtype}), "
+        f"classes {classes.tolist()}, {settings['steps']} steps"
+    )
+    return what, class_visualization(model, *vis_arguments(index)[1])
+
+
+@functools.cache
+def _fool_reference(index: int) -> tuple[str, int, torch.Tensor, int]:
+    """``(what, max_steps, expected image, expected steps)`` of :data:`FOOL_CASES` ``[index]``: computed once per
+    process, as it depends only on the hidden case (callers only read it)."""
+    model, image, target, step, max_steps = fool_case(index)
+    what = f"fool(model, image {tuple(image.shape)} ({image.dtype}), target={target}, step={step}, max_steps={max_steps})"
+    return what, max_steps, *fool(model, *fool_arguments(index)[1])
+
+
+@functools.cache
+def _original_start() -> torch.Tensor:
+    """The caller's ``start`` of the side-effect check of ``class_visualization`` (:data:`VIS_CASES` ``[0]``) as it
+    was: built once per process, as it is the hidden case alone (callers only read it)."""
+    return vis_case(0)[1]
+
+
+@functools.cache
+def _original_image() -> torch.Tensor:
+    """The caller's image of the side-effect check of ``fool`` (:data:`FOOL_CASES` ``[0]``) as it was: built once per
+    process, as it is the hidden case alone (callers only read it)."""
+    return fool_case(0)[1].clone()
+
+
 # --- helpers of the judges ---------------------------------------------------------------------------------------
 
 
@@ -170,15 +206,10 @@ def check_class_visualization(observations: Observations) -> None:
     if len(observations["images"]) != len(VIS_CASES):
         raise AssertionError("class_visualization: the check did not run on every case")
     for index, outcome in enumerate(observations["images"]):
-        model, start, classes, settings = vis_case(index)
-        what = (
-            f"class_visualization on {len(start)} start image(s) of shape {tuple(start.shape[1:])} ({start.dtype}), "
-            f"classes {classes.tolist()}, {settings['steps']} steps"
-        )
-        actual = _tensor(returned(outcome, what), what, tuple(start.shape))
-        _, args = vis_arguments(index)
-        expected = class_visualization(model, *args)
+        what, expected = _visualization_reference(index)
+        actual = _tensor(returned(outcome, what), what, tuple(expected.shape))
         if not _close(actual, expected):
+            model, start, classes, settings = vis_case(index)
             raise AssertionError(
                 f"{what} gives other images than the stated update rule on inputs you have not seen"
                 f"{_explain_visualization(actual, model, start, classes, settings)}"
@@ -207,8 +238,7 @@ def _assert_side_effects(observations: Observations, what: str, original: torch.
 @judge
 def check_class_visualization_side_effects(observations: Observations) -> None:
     """Computed in eval mode with each module's mode restored, no parameter gradients, ``start`` unchanged."""
-    _, start, _, _ = vis_case(0)
-    _assert_side_effects(observations, "class_visualization", start)
+    _assert_side_effects(observations, "class_visualization", _original_start())
 
 
 def _steps(value: Any, what: str) -> int:
@@ -227,15 +257,12 @@ def check_fool(observations: Observations) -> None:
     if len(observations["results"]) != len(FOOL_CASES):
         raise AssertionError("fool: the check did not run on every case")
     for index, outcome in enumerate(observations["results"]):
-        model, image, target, step, max_steps = fool_case(index)
-        what = f"fool(model, image {tuple(image.shape)} ({image.dtype}), target={target}, step={step}, max_steps={max_steps})"
+        what, max_steps, expected, expected_steps = _fool_reference(index)
         value = returned(outcome, what)
         if not isinstance(value, (list, tuple)) or len(value) != 2:
             raise AssertionError(f"{what} should return a pair (image, steps)")
-        actual = _tensor(value[0], f"{what}: the image", tuple(image.shape))
+        actual = _tensor(value[0], f"{what}: the image", tuple(expected.shape))
         steps = _steps(value[1], what)
-        _, args = fool_arguments(index)
-        expected, expected_steps = fool(model, *args)
         if steps != expected_steps:
             if expected_steps == 0:
                 raise AssertionError(
@@ -260,5 +287,4 @@ def check_fool(observations: Observations) -> None:
 @judge
 def check_fool_side_effects(observations: Observations) -> None:
     """Computed in eval mode with each module's mode restored, no parameter gradients, the image unchanged."""
-    _, image, _, _, _ = fool_case(0)
-    _assert_side_effects(observations, "fool", image)
+    _assert_side_effects(observations, "fool", _original_image())

@@ -18,6 +18,7 @@ Conventions (stated in the notebook; Bau et al., *Network Dissection*, CVPR 2017
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -139,11 +140,17 @@ def _assert_unchanged(seen: dict[str, Any], case: dict[str, Any], names: tuple[s
             raise AssertionError(f"{what} changes the {name} it was given: work on copies")
 
 
+@functools.cache
+def _threshold_cases() -> tuple[dict[str, Any], ...]:
+    """:func:`threshold_cases`, built once per process, as they are the hidden case alone (callers only read them)."""
+    return tuple(threshold_cases())
+
+
 @judge
 def check_unit_thresholds(observations: Observations) -> None:
     """One threshold per unit over the whole dataset, the ``q`` quantile (within two order statistics), inputs
     unchanged."""
-    for case, seen in zip(threshold_cases(), observations["cases"], strict=True):
+    for case, seen in zip(_threshold_cases(), observations["cases"], strict=True):
         what = f"unit_thresholds on {case['what']}"
         value = returned(seen["call"], what)
         _assert_unchanged(seen, case, ("activations",), what)
@@ -188,12 +195,19 @@ def check_unit_thresholds(observations: Observations) -> None:
 # --- judges: dissection_iou -------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _iou_references() -> tuple[tuple[dict[str, Any], torch.Tensor], ...]:
+    """Each case of :func:`iou_cases` with its reference IoU: computed once per process, as they depend only on the
+    hidden cases (callers only read them)."""
+    return tuple((case, dissection_iou(case["activations"], case["thresholds"], case["masks"])) for case in iou_cases())
+
+
 @judge
 def check_dissection_iou(observations: Observations) -> None:
     """The dataset-wide IoU of each unit's thresholded, bilinearly upsampled maps with each concept, inputs
     unchanged, a known mistake named; and no tensor over a quarter of all the upsampled maps of a larger dataset
     (the text: chunks of a few images, never all of the upsampled maps at once)."""
-    for case, seen in zip(iou_cases(), observations["cases"], strict=True):
+    for (case, reference), seen in zip(_iou_references(), observations["cases"], strict=True):
         what = f"dissection_iou on {case['what']}"
         value = returned(seen["call"], what)
         _assert_unchanged(seen, case, ("activations", "thresholds", "masks"), what)
@@ -207,7 +221,6 @@ def check_dissection_iou(observations: Observations) -> None:
         iou = iou.detach().double()
         if torch.isnan(iou).any():
             raise AssertionError(f"{what} returns NaN: a concept or a unit with no pixels still has a union")
-        reference = dissection_iou(activations, thresholds, masks)
         if torch.allclose(iou, reference, rtol=0, atol=1e-3):
             continue
         for variant, message in IOU_MISTAKES:

@@ -19,6 +19,7 @@ features; the judges here compare with scikit-learn (``NearestNeighbors``, ``pai
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -102,26 +103,30 @@ def _tolerance(reference: np.ndarray) -> float:
     return 1e-4 * max(1.0, float(np.abs(reference).max()))
 
 
-def _assert_neighbours(
-    indices: torch.Tensor,
-    dists: torch.Tensor,
-    query: torch.Tensor,
-    gallery: torch.Tensor,
-    k: int,
-    metric: str,
-    what: str,
-) -> None:
-    """The student's answer against scikit-learn: valid indices, the k nearest (any order among equal
-    distances), nearest first, and the distances of the returned rows."""
+@functools.cache
+def _sklearn_distances(index: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's distances on :data:`VALUE_CASES` ``[index]``: from every query to every gallery row ``(Q, N)``,
+    and to its ``k`` nearest rows ``(Q, k)``. Computed once per process, as they depend only on the hidden case;
+    read-only arrays."""
     from sklearn.metrics import pairwise_distances  # imported when needed: scipy's OpenBLAS threads slow torch down
     from sklearn.neighbors import NearestNeighbors
 
+    query, gallery, k, metric = value_case(index)
     q, g = query.double().numpy(), gallery.double().numpy()
     every = pairwise_distances(q, g, metric=SKLEARN_METRIC[metric])  # (Q, N)
     nearest, _ = NearestNeighbors(n_neighbors=k, metric=SKLEARN_METRIC[metric], algorithm="brute").fit(g).kneighbors(q)
+    every.flags.writeable = nearest.flags.writeable = False
+    return every, nearest
+
+
+def _assert_neighbours(indices: torch.Tensor, dists: torch.Tensor, index: int, k: int, metric: str, what: str) -> None:
+    """The student's answer on :data:`VALUE_CASES` ``[index]`` against scikit-learn: valid indices, the k nearest
+    (any order among equal distances), nearest first, and the distances of the returned rows."""
+    every, nearest = _sklearn_distances(index)
+    gallery_size = every.shape[1]
     tol = _tolerance(every)
-    if indices.min() < 0 or indices.max() >= len(gallery):
-        raise AssertionError(f"{what}: indices should index the gallery rows (0 .. {len(gallery) - 1})")
+    if indices.min() < 0 or indices.max() >= gallery_size:
+        raise AssertionError(f"{what}: indices should index the gallery rows (0 .. {gallery_size - 1})")
     if any(len(set(row.tolist())) != len(row) for row in indices):
         raise AssertionError(f"{what}: a query gets the same gallery row twice; each neighbour should appear once")
     chosen = np.take_along_axis(every, indices.numpy(), axis=1)  # the true distances of the returned rows
@@ -151,7 +156,7 @@ def check_nearest_neighbours(observations: Observations) -> None:
             f"nearest_neighbours(query {tuple(query.shape)}, gallery {tuple(gallery.shape)}, k={k}, metric={metric!r})"
         )
         indices, dists = _pair(facts["call"], what, (len(query), k))
-        _assert_neighbours(indices, dists, query, gallery, k, metric, what)
+        _assert_neighbours(indices, dists, index, k, metric, what)
     if len(observations["cases"]) != len(VALUE_CASES):
         raise AssertionError("nearest_neighbours: the check did not run on every case")
 
@@ -208,22 +213,29 @@ def _accuracy(outcome: dict[str, Any], what: str) -> float:
     return value
 
 
+@functools.cache
+def _sklearn_accuracy(index: int) -> float:
+    """scikit-learn's accuracy on :data:`KNN_CASES` ``[index]``: computed once per process, as it depends only on
+    the hidden case."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    train, train_labels, test, test_labels, k, metric = knn_case(index)
+    classifier = KNeighborsClassifier(n_neighbors=k, metric=SKLEARN_METRIC[metric], algorithm="brute")
+    classifier.fit(train.double().numpy(), train_labels.numpy())
+    return classifier.score(test.double().numpy(), test_labels.numpy())
+
+
 @judge
 def check_knn_accuracy(observations: Observations) -> None:
     """Accuracies on unseen clustered features against scikit-learn's ``KNeighborsClassifier`` (brute force,
     uniform weights): odd and even ``k``, both metrics."""
-    from sklearn.neighbors import KNeighborsClassifier
-
     if len(observations["cases"]) != len(KNN_CASES):
         raise AssertionError("knn_accuracy: the check did not run on every case")
     for index, outcome in enumerate(observations["cases"]):
         train, train_labels, test, test_labels, k, metric = knn_case(index)
         what = f"knn_accuracy(..., k={k}, metric={metric!r}) on {len(test)} test rows"
         value = _accuracy(outcome, what)
-        classifier = KNeighborsClassifier(n_neighbors=k, metric=SKLEARN_METRIC[metric], algorithm="brute")
-        expected = classifier.fit(train.double().numpy(), train_labels.numpy()).score(
-            test.double().numpy(), test_labels.numpy()
-        )
+        expected = _sklearn_accuracy(index)
         if not 0 <= value <= 1:
             raise AssertionError(f"{what} returned {value:g}: an accuracy is a share in [0, 1], not a count")
         if abs(value - expected) > 1e-6:

@@ -16,6 +16,8 @@ costs its value cell only.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -101,13 +103,21 @@ def vis_gradcam(vgg: nn.Module, img: torch.Tensor) -> torch.Tensor:
 # --- judges -----------------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _vis_gradcam_references() -> tuple[tuple[str, torch.Tensor], ...]:
+    """``(what, expected)`` of each case of ``vis_gradcam``: computed once per process, as they depend only on
+    the hidden cases (callers only read them)."""
+    references = []
+    for model, img, _ in (case for dtype in DTYPES for case in cases(dtype)):
+        what = f"vis_gradcam(vgg, img) on an image of shape {tuple(img.shape)} ({img.dtype})"
+        references.append((what, vis_gradcam(model, img)))
+    return tuple(references)
+
+
 @judge
 def check_vis_gradcam(observations: Observations) -> None:
     """Values of ``vis_gradcam(vgg, img)`` on hidden models and images (other sizes, non-square, float64)."""
-    all_cases = [(model, img) for dtype in DTYPES for model, img, _ in cases(dtype)]
-    for (model, img), outcome in zip(all_cases, observations["maps"], strict=True):
-        what = f"vis_gradcam(vgg, img) on an image of shape {tuple(img.shape)} ({img.dtype})"
-        expected = vis_gradcam(model, img)
+    for (what, expected), outcome in zip(_vis_gradcam_references(), observations["maps"], strict=True):
         assert_tensor_close(returned(outcome, what), expected, what, **tolerance(expected))
 
 
@@ -126,10 +136,17 @@ def check_vis_gradcam_hooks(observations: Observations) -> None:
         )
 
 
+@functools.cache
+def _no_grads_image() -> torch.Tensor:
+    """The caller's image of ``check_vis_gradcam_no_grads`` as it was: built once per process, as it is the hidden
+    case alone (callers only read it)."""
+    return cases(torch.float32)[1][1].clone()
+
+
 @judge
 def check_vis_gradcam_no_grads(observations: Observations) -> None:
     """``vis_gradcam`` leaves no ``.grad`` on the parameters and does not touch the caller's image."""
-    _, img, _ = cases(torch.float32)[1]
+    img = _no_grads_image()
     returned(observations["call"], "vis_gradcam")
     assert_no_parameter_grads(observations["grads"], "vis_gradcam")
     assert_input_untouched(observations["input"], img, "vis_gradcam")
@@ -142,14 +159,22 @@ def check_vis_gradcam_mode(observations: Observations) -> None:
     assert_computed_in_eval_mode(observations, "vis_gradcam")
 
 
+@functools.cache
+def _cam_references() -> tuple[tuple[str, torch.Tensor], ...]:
+    """``(what, expected)`` of each case of ``class_activation_map``: computed once per process, as they depend only
+    on the hidden cases (callers only read them)."""
+    references = []
+    for model, img, class_idx in (case for dtype in DTYPES for case in cases(dtype)):
+        shape = tuple(img.shape)
+        what = f"class_activation_map(model, img, {class_idx}) on an image of shape {shape} ({img.dtype})"
+        references.append((what, class_activation_map(model, img, class_idx)))
+    return tuple(references)
+
+
 @judge
 def check_class_activation_map(observations: Observations) -> None:
     """Values of ``class_activation_map(model, img, class_idx)`` on hidden models and images (float64 too)."""
-    all_cases = [case for dtype in DTYPES for case in cases(dtype)]
-    for (model, img, class_idx), outcome in zip(all_cases, observations["maps"], strict=True):
-        shape = tuple(img.shape)
-        what = f"class_activation_map(model, img, {class_idx}) on an image of shape {shape} ({img.dtype})"
-        expected = class_activation_map(model, img, class_idx)
+    for (what, expected), outcome in zip(_cam_references(), observations["maps"], strict=True):
         assert_tensor_close(returned(outcome, what), expected, what, **tolerance(expected))
 
 

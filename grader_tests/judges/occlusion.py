@@ -10,6 +10,8 @@ mode and without autograd. The map gives each pixel the mean drop of the windows
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -72,6 +74,19 @@ def occlusion_map(drops: torch.Tensor, window: int, stride: int, size: tuple[int
 # --- judges -----------------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _drops_reference(index: int) -> tuple[str, torch.Tensor, torch.Tensor, float]:
+    """``(what, image, expected, scale)`` of :data:`DROP_CASES` ``[index]``, ``scale`` the largest logit's size:
+    computed once per process, as it depends only on the hidden case (callers only read it)."""
+    model, image, class_idx, window, stride, fill, batch_size = drop_case(index)
+    what = (f"occlusion_drops(model, image, {class_idx}, window={window}, stride={stride}, fill={fill}) on an "
+            f"image of shape {tuple(image.shape)} ({image.dtype})")
+    expected = occlusion_drops(model, image, class_idx, window, stride, fill, batch_size)
+    with torch.no_grad():
+        scale = model(image[None]).abs().max()  # drops are differences of logits of this size
+    return what, image, expected, float(scale)
+
+
 @judge
 def check_occlusion_drops(observations: Observations) -> None:
     """Values of ``occlusion_drops`` on hidden models and images (clipped windows, non-square, fills, float64),
@@ -80,14 +95,9 @@ def check_occlusion_drops(observations: Observations) -> None:
     for index, outcome in enumerate(observations["drops"]):
         if index >= len(DROP_CASES):
             break
-        model, image, class_idx, window, stride, fill, batch_size = drop_case(index)
-        what = (f"occlusion_drops(model, image, {class_idx}, window={window}, stride={stride}, fill={fill}) on an "
-                f"image of shape {tuple(image.shape)} ({image.dtype})")
-        expected = occlusion_drops(model, image, class_idx, window, stride, fill, batch_size)
-        with torch.no_grad():
-            scale = model(image[None]).abs().max()  # drops are differences of logits of this size
+        what, image, expected, scale = _drops_reference(index)
         limits = tolerance(expected)
-        limits["atol"] = max(limits["atol"], (1e-9 if expected.dtype == torch.float64 else 1e-5) * float(scale))
+        limits["atol"] = max(limits["atol"], (1e-9 if expected.dtype == torch.float64 else 1e-5) * scale)
         actual = returned(outcome, what)
         if index < len(observations["inputs"]):
             assert_input_untouched(observations["inputs"][index], image, what)
@@ -98,15 +108,22 @@ def check_occlusion_drops(observations: Observations) -> None:
         raise AssertionError("occlusion_drops: the hidden check did not record every case")
 
 
+@functools.cache
+def _batched_copies() -> tuple[int, int]:
+    """``(occluded copies, batch_size)`` of the batching check's case, :data:`DROP_CASES` ``[1]``: computed once per
+    process, as it depends only on the hidden case."""
+    _, image, _, window, stride, _, batch_size = drop_case(1)
+    return positions(image.shape[-2], window, stride) * positions(image.shape[-1], window, stride), batch_size
+
+
 @judge
 def check_occlusion_drops_batched(observations: Observations) -> None:
     """``occlusion_drops`` computes in eval mode and restores the modes, and calls the model (or a copy of it)
     with at most ``batch_size`` images at a time, in as few calls as that allows (one more for the clean image is
     fine). No reference: wrong values and the caller's image are the cell of ``check_occlusion_drops``."""
-    _, image, _, window, stride, _, batch_size = drop_case(1)
+    copies, batch_size = _batched_copies()
     what = "occlusion_drops"
     assert_computed_in_eval_mode(observations, what)
-    copies = positions(image.shape[-2], window, stride) * positions(image.shape[-1], window, stride)
     assert_batched(observations["batches"], copies, batch_size, what, "occluded copies", extra_calls=1)  # + clean
 
 

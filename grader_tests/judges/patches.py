@@ -23,6 +23,8 @@ student's *own* position (or the right one), so a wrong choice of units costs th
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -87,20 +89,26 @@ def top_patches(
 # --- judges: receptive_fields -----------------------------------------------------------------------------------
 
 
-def _first_difference(actual: list[Any], expected: list[tuple[str, int, int, int]], column: int) -> str | None:
+def _first_difference(actual: list[Any], expected: Sequence[tuple[str, int, int, int]], column: int) -> str | None:
     for got, want in zip(actual, expected):
         if got[column] != want[column]:
             return want[0]
     return None
 
 
+@functools.cache
+def _receptive_field_references() -> tuple[tuple[str, tuple[tuple[str, int, int, int], ...]], ...]:
+    """``(description, rows)`` of each hidden layer list: computed once per process, as they depend only on the
+    hidden layers."""
+    return tuple((what, tuple(receptive_fields(layers))) for what, layers in layer_lists())
+
+
 @judge
 def check_receptive_fields(observations: Observations) -> None:
     """Rows of layer lists the student never saw: the layers listed, then sizes, jumps and starts."""
-    for (what, layers), outcome in zip(layer_lists(), observations["lists"], strict=True):
+    for (what, expected), outcome in zip(_receptive_field_references(), observations["lists"], strict=True):
         call = f"receptive_fields on {what}"
         kind, seen = returned(outcome, call)
-        expected = receptive_fields(layers)
         if kind != "rows":
             raise AssertionError(f"{call} should return a list of (name, size, jump, start) tuples, got {seen}")
         if any(not isinstance(row, list) or len(row) != 4 for row in seen):

@@ -15,6 +15,8 @@ wrong value costs its value cell and nothing else.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -74,14 +76,22 @@ def _reference_gradient(model: nn.Module, image: torch.Tensor, class_idx: int) -
         return gradient_score(model(x)[0], x, class_idx)
 
 
+@functools.cache
+def _gradient_references() -> tuple[tuple[str, torch.Tensor], ...]:
+    """``(what, expected)`` of each case of ``compute_gradient_score``: computed once per process, as they depend
+    only on the hidden cases (callers only read them)."""
+    references = []
+    for model, image, class_idx in (case for dtype in DTYPES for case in cases(dtype)):
+        shape = (1, *image.shape)
+        what = f"compute_gradient_score(scores, image, {class_idx}) on an image of shape {shape} ({image.dtype})"
+        references.append((what, _reference_gradient(model, image, class_idx)))
+    return tuple(references)
+
+
 @judge
 def check_compute_gradient_score(observations: Observations) -> None:
     """Values of ``compute_gradient_score`` on hidden models and images (other sizes and classes, float64)."""
-    all_cases = [case for dtype in DTYPES for case in cases(dtype)]
-    for (model, image, class_idx), outcome in zip(all_cases, observations["gradients"], strict=True):
-        shape = (1, *image.shape)
-        what = f"compute_gradient_score(scores, image, {class_idx}) on an image of shape {shape} ({image.dtype})"
-        expected = _reference_gradient(model, image, class_idx)
+    for (what, expected), outcome in zip(_gradient_references(), observations["gradients"], strict=True):
         assert_tensor_close(returned(outcome, what), expected, what, **tolerance(expected))
 
 
@@ -126,14 +136,29 @@ def check_compute_gradient_score_no_accumulation(observations: Observations) -> 
         )
 
 
+@functools.cache
+def _map_references() -> tuple[tuple[str, torch.Tensor], ...]:
+    """``(what, expected)`` of each case of ``saliency_map``: computed once per process, as they depend only
+    on the hidden cases (callers only read them)."""
+    references = []
+    for model, image, class_idx in (case for dtype in DTYPES for case in cases(dtype)):
+        what = f"saliency_map(model, image, {class_idx}) on an image of shape {tuple(image.shape)} ({image.dtype})"
+        references.append((what, saliency_map(model, image, class_idx)))
+    return tuple(references)
+
+
 @judge
 def check_saliency_map(observations: Observations) -> None:
     """Values of ``saliency_map(model, image, class_idx)`` on hidden models and images (other sizes, float64)."""
-    all_cases = [case for dtype in DTYPES for case in cases(dtype)]
-    for (model, image, class_idx), outcome in zip(all_cases, observations["maps"], strict=True):
-        what = f"saliency_map(model, image, {class_idx}) on an image of shape {tuple(image.shape)} ({image.dtype})"
-        expected = saliency_map(model, image, class_idx)
+    for (what, expected), outcome in zip(_map_references(), observations["maps"], strict=True):
         assert_tensor_close(returned(outcome, what), expected, what, **tolerance(expected))
+
+
+@functools.cache
+def _side_effects_image() -> torch.Tensor:
+    """The caller's image of ``check_saliency_map_side_effects`` as it was: built once per process, as it is the
+    hidden case alone (callers only read it)."""
+    return cases(torch.float32)[0][1].clone()
 
 
 @judge
@@ -141,7 +166,7 @@ def check_saliency_map_side_effects(observations: Observations) -> None:
     """``saliency_map`` computes in eval mode (its result on a model in train mode is its own result in eval
     mode), restores each module's mode, writes no parameter ``.grad`` and leaves the caller's image as it was.
     No reference: wrong values are the cell of ``check_saliency_map``."""
-    _, image, _ = cases(torch.float32)[0]
+    image = _side_effects_image()
     what = "saliency_map"
     assert_computed_in_eval_mode(observations, what)
     assert_no_parameter_grads(observations["grads"], what)

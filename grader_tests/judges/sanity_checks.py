@@ -16,6 +16,8 @@ by-hand curves and numpy):
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -146,6 +148,18 @@ def check_rank_correlation(observations: Observations) -> None:
         raise AssertionError("rank_correlation: the hidden check did not record every case")
 
 
+@functools.cache
+def _curve_reference(index: int) -> tuple[str, tuple[tuple[str, torch.Tensor], ...], torch.Tensor]:
+    """``(what, the caller's tensors as they were, expected)`` of :data:`CURVE_CASES` ``[index]``: computed once per
+    process, as it depends only on the hidden case (callers only read it)."""
+    model, start, end, saliency, class_idx, step, batch_size = curve_case(index)
+    kind = CURVE_CASES[index][2]
+    what = (f"perturbation_curve(model, start, end, saliency, {class_idx}, step={step}) ({kind}) on images of "
+            f"shape {tuple(start.shape)} ({start.dtype})")
+    originals = (("start", start), ("end", end), ("saliency", saliency))
+    return what, originals, perturbation_curve(model, start, end, saliency, class_idx, step, batch_size)
+
+
 @judge
 def check_perturbation_curve(observations: Observations) -> None:
     """Values of ``perturbation_curve`` on hidden models, images and signed saliency maps (deletion, insertion,
@@ -154,17 +168,14 @@ def check_perturbation_curve(observations: Observations) -> None:
     for index, outcome in enumerate(observations["curves"]):
         if index >= len(CURVE_CASES):
             break
-        model, start, end, saliency, class_idx, step, batch_size = curve_case(index)
-        kind = CURVE_CASES[index][2]
-        what = (f"perturbation_curve(model, start, end, saliency, {class_idx}, step={step}) ({kind}) on images of "
-                f"shape {tuple(start.shape)} ({start.dtype})")
-        expected = perturbation_curve(model, start, end, saliency, class_idx, step, batch_size)
+        what, originals, expected = _curve_reference(index)
         actual = returned(outcome, what)
         if index < len(observations["inputs"]):
-            for name, original in (("start", start), ("end", end), ("saliency", saliency)):
+            for name, original in originals:
                 assert_input_untouched(observations["inputs"][index][name], original, f"{what} ({name})")
         limits = {"rtol": 1e-4, "atol": 1e-9 if expected.dtype == torch.float64 else 1e-5}
         if not matches_mistake(actual, expected, limits):
+            model, start, end, saliency, class_idx, step, _ = curve_case(index)
             mistakes = (
                 (-saliency, "takes the least salient pixels first: order by decreasing saliency"),
                 (saliency.abs(), "orders the pixels by |saliency|: order by the signed values, largest first (a "
@@ -178,18 +189,23 @@ def check_perturbation_curve(observations: Observations) -> None:
         raise AssertionError("perturbation_curve: the hidden check did not record every case")
 
 
+@functools.cache
+def _batched_images() -> int:
+    """The number of images of the batching check's curve, :data:`CURVE_CASES` ``[1]``: computed once per process,
+    as it depends only on the hidden case."""
+    _, _, _, saliency, _, step, _ = curve_case(1)
+    return steps(saliency.numel(), step) + 1
+
+
 @judge
 def check_perturbation_curve_batched(observations: Observations) -> None:
     """``perturbation_curve`` computes in eval mode and restores the modes, and calls the model (or a copy of it)
     with at most ``batch_size`` images at a time, in as few calls as that allows (two more, for the first and the
     last image, are fine). No reference: wrong values and the caller's tensors are the cell of
     ``check_perturbation_curve``."""
-    _, start, end, saliency, _, step, _ = curve_case(1)
-    batch_size = BATCHED_SIZE
     what = "perturbation_curve"
     assert_computed_in_eval_mode(observations, what)
-    images = steps(saliency.numel(), step) + 1
-    assert_batched(observations["batches"], images, batch_size, what, "images", extra_calls=2)
+    assert_batched(observations["batches"], _batched_images(), BATCHED_SIZE, what, "images", extra_calls=2)
 
 
 @judge

@@ -14,6 +14,7 @@ Conventions (the notebook states them):
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -105,23 +106,31 @@ def _cell_of(value: Any) -> tuple[int, int] | None:
     return cell[0], cell[1]
 
 
+@functools.cache
+def _locate_reference(index: int) -> tuple[str, tuple[int, int]]:
+    """``(what, expected cell)`` of :data:`GRID_CASES` ``[index]``: computed once per process, as it depends only on
+    the hidden case."""
+    maps, grid, truth = cue_maps(index)
+    n, height, width = maps.shape
+    expected = locate_cue(maps, grid)
+    assert expected == truth, "the hidden maps lost their cue"
+    return f"locate_cue on {n} maps of {height} x {width} ({maps.dtype}) with grid={grid}", expected
+
+
 @judge
 def check_locate_cue(observations: Observations) -> None:
     """Values of ``locate_cue(maps, grid)`` on hidden maps whose cue cell is known."""
     for index, outcome in enumerate(observations["cells"]):
         if index >= len(GRID_CASES):
             break
-        maps, grid, truth = cue_maps(index)
-        n, height, width = maps.shape
-        what = f"locate_cue on {n} maps of {height} x {width} ({maps.dtype}) with grid={grid}"
-        expected = locate_cue(maps, grid)
-        assert expected == truth, "the hidden maps lost their cue"
+        what, expected = _locate_reference(index)
         actual = _cell_of(returned(outcome, what))
         if actual is None:
             raise AssertionError(f"{what} should return (row, col): two ints")
         if actual == (expected[1], expected[0]):
             raise AssertionError(f"{what} returned (column, row): the first number is the row (counted down the image)")
         if actual != expected:
+            maps, grid, _ = cue_maps(index)
             n, height, width = maps.shape
             sums = maps.double().reshape(n, grid, height // grid, grid, width // grid).sum((2, 4))
             if actual == divmod(int((sums / sums.sum((1, 2), keepdim=True)).mean(0).argmax()), grid):
@@ -136,18 +145,25 @@ def check_locate_cue(observations: Observations) -> None:
         raise AssertionError("locate_cue: the hidden check did not record every case")
 
 
+@functools.cache
+def _cue_reference(index: int) -> tuple[str, torch.Tensor]:
+    """``(what, drops (N, classes))`` of :data:`CLASS_CASES` ``[index]``: computed once per process, as it depends
+    only on the hidden case (callers only read it)."""
+    model, images, cell, grid = class_case(index)
+    case = CLASS_CASES[index]
+    mode = " (handed over in train mode)" if case["train"] else ""
+    what = (f"cue_class on {len(images)} images of {tuple(images.shape[1:])} ({images.dtype}), cell={cell}, "
+            f"grid={grid}, the {case['model']} model{mode}")
+    return what, cue_drops(model, images, cell, grid)
+
+
 @judge
 def check_cue_class(observations: Observations) -> None:
     """Values of ``cue_class(model, images, cell, grid)`` on the shortcut model and the calibrated hidden model."""
     for index, outcome in enumerate(observations["classes"]):
         if index >= len(CLASS_CASES):
             break
-        model, images, cell, grid = class_case(index)
-        case = CLASS_CASES[index]
-        mode = " (handed over in train mode)" if case["train"] else ""
-        what = (f"cue_class on {len(images)} images of {tuple(images.shape[1:])} ({images.dtype}), cell={cell}, "
-                f"grid={grid}, the {case['model']} model{mode}")
-        drops = cue_drops(model, images, cell, grid)
+        what, drops = _cue_reference(index)
         expected = drops.argmax(1)
         actual = returned(outcome, what)
         if isinstance(actual, Foreign) or not isinstance(actual, Recorded):
@@ -164,12 +180,13 @@ def check_cue_class(observations: Observations) -> None:
         if torch.equal(tensor, drops.argmin(1)):
             raise AssertionError(f"{what} picks the smallest drop: the drop is s_c(image) - s_c(occluded image), "
                                  "and the mark's class loses the most")
+        model, images, cell, grid = class_case(index)
         with evaluating(model), torch.no_grad():
             occluded = model(occlude_cell(images, cell, grid)).argmax(1)
         if torch.equal(tensor, occluded):
             raise AssertionError(f"{what} returns the prediction on the occluded images, not the class that lost the "
                                  "most when the cell was hidden")
-        if case["train"]:
+        if CLASS_CASES[index]["train"]:
             raise AssertionError(f"{what} returns wrong classes: compute in eval mode (helpers.evaluating), and check "
                                  "which pixels you occlude")
         raise AssertionError(f"{what} returns wrong classes on inputs you have not seen")
