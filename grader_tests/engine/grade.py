@@ -207,7 +207,7 @@ def _one_engine(db: Path) -> Iterator[None]:
     connection to ``db`` each time (no pool), so nothing of one task's file reaches another's. One ``db`` at a time
     in a process.
 
-    ``db`` is a copy of a gradebook nbgrader made (the course's empty one, or a task's): it has every table, so
+    ``db`` is a task's copy of the course's empty gradebook, which nbgrader made: it has every table, so
     opening it skips nbgrader's check for missing tables (each open listed them and asked for each one's columns);
     a table that were missing all the same would fail the task's first query, loudly."""
     import sqlite3
