@@ -4,6 +4,8 @@ reads the cached reference, leaves it as it was."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
 from typing import Any
 
@@ -217,3 +219,32 @@ def test_a_wrong_answer_leaves_the_cached_reference_unchanged(case: str) -> None
     _assert_same(after, copies)
     assert _judged(check, right) is None
 
+
+
+# --- warm computes every reference before the first student ----------------------------------------------------
+
+
+def test_warm_computes_every_cached_reference() -> None:
+    import grader_tests.judges as judges
+
+    judges.warm()
+    modules = [importlib.import_module(f"grader_tests.judges.{m.name}") for m in pkgutil.iter_modules(judges.__path__)]
+    cached = {f"{module.__name__}.{name}": function.cache_info().currsize
+              for module in modules for name, function in vars(module).items() if hasattr(function, "cache_info")}
+    assert set(cached) == {f"{function.__module__}.{function.__name__}" for function, _ in judges._REFERENCES}
+    assert len(cached) == 30
+    assert [name for name, size in cached.items() if size == 0] == [], "a reference warm() does not compute"
+
+
+def test_after_warm_judging_computes_no_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    import grader_tests.judges as judges
+
+    judges.warm()
+    calls: list[str] = []
+    for case, (module, reference, _, _, _, _) in COUNTED.items():
+        original = getattr(module, reference)
+        monkeypatch.setattr(module, reference, lambda *a, _original=original, _case=case, **k: (
+            calls.append(_case), _original(*a, **k))[1])
+    for case, (_, _, _, check, right, _) in COUNTED.items():
+        assert _judged(check, right) is None, case
+    assert calls == []

@@ -146,12 +146,13 @@ def template_gradebook() -> Path:
 
 class GradingPlugin(WorkerPlugin):
     """What a grading worker does first, before it offers :data:`RESOURCE`: SIGINT ignored (Ctrl-C is for the
-    grading process), torch on one thread, its fork server started early, and its sandbox checked.
+    grading process), torch on one thread, its fork server started early, the judges' references computed
+    (:func:`grader_tests.judges.warm`) and its sandbox checked.
 
     ``allow_unsandboxed``: grade even where the sandbox is unavailable (the local cluster, as the process pool did);
     ``exit_with``: end this worker as soon as that process (the grading process) is gone, even by ``kill -9``, so
     that its fork server sees its input close and kills its kernels; ``warm``: start the fork server now (not for
-    tests whose tasks grade nothing)."""
+    tests whose tasks grade nothing) and compute the references."""
 
     name = "visualizing-cnns-grading"
 
@@ -171,9 +172,12 @@ class GradingPlugin(WorkerPlugin):
 
         torch.set_num_threads(1)
         if self.warm:
+            from grader_tests import judges
+
             from .forkserver import start_early
 
             start_early()
+            await asyncio.to_thread(judges.warm)  # while the fork server loads
         if not self.allow_unsandboxed:
             self.refusal = await asyncio.to_thread(refusal)
         if self.refusal:

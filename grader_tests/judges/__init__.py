@@ -6,18 +6,22 @@ rebuilds the hidden inputs, computes the reference and raises ``AssertionError``
 when the observations do not match.
 
 A reference depends only on the hidden case, never on the student: a judge module computes it once per process in a
-small ``functools.cache`` function keyed by the case (``_x_reference(index)``) and reuses it for every student the
-grading process judges. Callers only read what such a function returns; what explains a wrong answer from the
-student's own values is computed afresh.
+small ``functools.cache`` function keyed by the case (``@reference``, ``_x_reference(index)``) and reuses it for
+every student the grading process judges. Callers only read what such a function returns; what explains a wrong
+answer from the student's own values is computed afresh. :func:`warm` computes every reference at once: a grading
+worker does so as it starts, before its first task.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import io
+import pkgutil
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from grader_tests.kernel.record import Observations
 
@@ -27,6 +31,32 @@ Judge = Callable[[Observations], None]
 
 _JUDGES: dict[str, Judge] = {}
 _NAME = re.compile(r"(?P<topic>[a-z0-9_]+)\.check_[a-z0-9_]+")
+
+
+_REFERENCES: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+_Reference = TypeVar("_Reference", bound=Callable[..., Any])
+
+
+def reference(cases: Iterable[Any] | None = None) -> Callable[[_Reference], _Reference]:
+    """``functools.cache`` for a reference computed from a hidden case alone, registered for :func:`warm`:
+    ``@reference(range(len(X_CASES)))`` over ``def _x_reference(index)``, ``@reference()`` over a function of no
+    arguments."""
+    arguments = ((),) if cases is None else tuple((case,) for case in cases)
+
+    def register(function: _Reference) -> _Reference:
+        cached = functools.cache(function)
+        _REFERENCES.extend((cached, args) for args in arguments)
+        return cached  # type: ignore[return-value]
+
+    return register
+
+
+def warm() -> None:
+    """Compute every judge's references now (a few seconds), so that no student's grading waits for them."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    for cached, args in _REFERENCES:
+        cached(*args)
 
 
 def judge(function: Judge) -> Judge:

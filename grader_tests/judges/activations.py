@@ -37,7 +37,7 @@ from grader_tests.kernel.record import Observations
 from helpers.hooks import capture_activations
 from helpers.plotting import plot_activations
 
-from . import judge
+from . import judge, reference
 from .common import tolerance
 from .records import Foreign, Recorded, restore, returned
 
@@ -146,7 +146,7 @@ def _outputs(
     return logits, outputs
 
 
-@functools.cache
+@reference()
 def _in_a_model_reference() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """:func:`_outputs` of the float64 hidden model at :data:`IN_A_MODEL`: computed once per process, as it depends
     only on the hidden case (callers only read it)."""
@@ -192,7 +192,7 @@ def check_show_activations_hook(observations: Observations) -> None:
 # --- the registration -----------------------------------------------------------------------------------
 
 
-@functools.cache
+@reference(REGISTRATION_CASES)
 def _registration_reference(names: tuple[str, ...]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """:func:`_outputs` of the hidden model at ``names``, one of :data:`REGISTRATION_CASES`: computed once per process,
     as it depends only on the hidden case (callers only read it)."""

@@ -14,7 +14,6 @@ Conventions (the notebook states them; captum follows the same, ``tests/test_att
 
 from __future__ import annotations
 
-import functools
 
 import torch
 from torch import nn
@@ -23,7 +22,7 @@ from grader_tests.kernel.attributions import IG_CASES, SMOOTHGRAD_CASES, ig_case
 from grader_tests.kernel.record import Observations
 from helpers.inference import evaluating
 
-from . import judge
+from . import judge, reference
 from .common import (
     agree,
     assert_computed_in_eval_mode,
@@ -72,7 +71,7 @@ def _tolerance(expected: torch.Tensor) -> dict[str, float]:
     return limits
 
 
-@functools.cache
+@reference(range(len(SMOOTHGRAD_CASES)))
 def _smoothgrad_reference(index: int) -> tuple[str, torch.Tensor]:
     """``(what, expected)`` of :data:`SMOOTHGRAD_CASES` ``[index]``: computed once per process, as it depends
     only on the hidden case (callers only read it)."""
@@ -98,7 +97,7 @@ def check_smoothgrad(observations: Observations) -> None:
         assert_tensor_close(actual, expected, what, **_tolerance(expected))
 
 
-@functools.cache
+@reference()
 def _smoothgrad_original() -> torch.Tensor:
     """The caller's image of the side-effect check of ``smoothgrad`` (:data:`SMOOTHGRAD_CASES` ``[0]``) as it was:
     built once per process, as it is the hidden case alone (callers only read it)."""
@@ -115,7 +114,7 @@ def check_smoothgrad_side_effects(observations: Observations) -> None:
     assert_input_untouched(observations["input"], image, "smoothgrad")
 
 
-@functools.cache
+@reference(range(len(IG_CASES)))
 def _ig_reference(index: int) -> tuple[str, torch.Tensor]:
     """``(what, expected)`` of :data:`IG_CASES` ``[index]``: computed once per process, as it depends only on
     the hidden case (callers only read it)."""
@@ -135,7 +134,7 @@ def check_integrated_gradients(observations: Observations) -> None:
         assert_tensor_close(returned(outcome, what), expected, what, **_tolerance(expected))
 
 
-@functools.cache
+@reference()
 def _ig_original() -> torch.Tensor:
     """The caller's image of the side-effect check of ``integrated_gradients`` (:data:`IG_CASES` ``[1]``) as it was:
     built once per process, as it is the hidden case alone (callers only read it)."""

@@ -13,7 +13,6 @@ not the answer.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 
@@ -24,7 +23,7 @@ from torch import nn
 from grader_tests.kernel.autograd import autograd_problems, gradient_cases, linear_problems, sgd_problem
 from grader_tests.kernel.record import Observations
 
-from . import judge
+from . import judge, reference
 from .common import assert_tensor_close
 from .records import Foreign, Recorded, restore, returned
 
@@ -92,7 +91,7 @@ def _as_pair(result: object, what: str) -> tuple[object, object]:
     return result[0], result[1]
 
 
-@functools.cache
+@reference()
 def _gradient_references() -> tuple[tuple[str, torch.Tensor, torch.Tensor], ...]:
     """``(description, x, df/dx at x)`` of each unseen function: computed once per process, as they depend only on
     the hidden cases (callers only read them)."""
@@ -157,7 +156,7 @@ def check_linear_grads_closed_form(observations: Observations) -> None:
         assert_tensor_close(grad_bias, expected_bias, f"{what}: the bias gradient", rtol=1e-5, atol=1e-6)
 
 
-@functools.cache
+@reference()
 def _sgd_reference() -> tuple[float, dict[str, torch.Tensor], dict[str, torch.Tensor], float, dict[str, torch.Tensor]]:
     """``(lr, stale gradients, parameters before, loss, parameters after)`` of the reference step on the unseen
     problem: computed once per process, as it depends only on the hidden case (callers only read it)."""

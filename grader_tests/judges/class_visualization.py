@@ -32,7 +32,6 @@ student's results with each other only.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
@@ -50,7 +49,7 @@ from grader_tests.kernel.record import Observations
 from helpers.images import gaussian_blur, normalize
 from helpers.inference import evaluating
 
-from . import judge
+from . import judge, reference
 from .common import agree, assert_input_untouched, assert_modes_restored, assert_no_parameter_grads
 from .records import Foreign, Recorded, returned
 
@@ -115,7 +114,7 @@ def fool(model: nn.Module, image: torch.Tensor, target: int, step: float, max_st
     raise AssertionError("unreachable")
 
 
-@functools.cache
+@reference(range(len(VIS_CASES)))
 def _visualization_reference(index: int) -> tuple[str, torch.Tensor]:
     """``(what, expected)`` of :data:`VIS_CASES` ``[index]``: computed once per process, as it depends only on the
     hidden case (callers only read it)."""
@@ -127,7 +126,7 @@ def _visualization_reference(index: int) -> tuple[str, torch.Tensor]:
     return what, class_visualization(model, *vis_arguments(index)[1])
 
 
-@functools.cache
+@reference(range(len(FOOL_CASES)))
 def _fool_reference(index: int) -> tuple[str, int, torch.Tensor, int]:
     """``(what, max_steps, expected image, expected steps)`` of :data:`FOOL_CASES` ``[index]``: computed once per
     process, as it depends only on the hidden case (callers only read it)."""
@@ -136,14 +135,14 @@ def _fool_reference(index: int) -> tuple[str, int, torch.Tensor, int]:
     return what, max_steps, *fool(model, *fool_arguments(index)[1])
 
 
-@functools.cache
+@reference()
 def _original_start() -> torch.Tensor:
     """The caller's ``start`` of the side-effect check of ``class_visualization`` (:data:`VIS_CASES` ``[0]``) as it
     was: built once per process, as it is the hidden case alone (callers only read it)."""
     return vis_case(0)[1]
 
 
-@functools.cache
+@reference()
 def _original_image() -> torch.Tensor:
     """The caller's image of the side-effect check of ``fool`` (:data:`FOOL_CASES` ``[0]``) as it was: built once per
     process, as it is the hidden case alone (callers only read it)."""

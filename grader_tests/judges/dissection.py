@@ -18,7 +18,6 @@ Conventions (stated in the notebook; Bau et al., *Network Dissection*, CVPR 2017
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 from grader_tests.kernel.dissection import iou_cases, threshold_cases, upsampled_bytes
 from grader_tests.kernel.record import Observations
 
-from . import judge
+from . import judge, reference
 from .records import Foreign, Recorded, returned
 
 # --- references -------------------------------------------------------------------------------------------------
@@ -140,7 +139,7 @@ def _assert_unchanged(seen: dict[str, Any], case: dict[str, Any], names: tuple[s
             raise AssertionError(f"{what} changes the {name} it was given: work on copies")
 
 
-@functools.cache
+@reference()
 def _threshold_cases() -> tuple[dict[str, Any], ...]:
     """:func:`threshold_cases`, built once per process, as they are the hidden case alone (callers only read them)."""
     return tuple(threshold_cases())
@@ -195,7 +194,7 @@ def check_unit_thresholds(observations: Observations) -> None:
 # --- judges: dissection_iou -------------------------------------------------------------------------------------
 
 
-@functools.cache
+@reference()
 def _iou_references() -> tuple[tuple[dict[str, Any], torch.Tensor], ...]:
     """Each case of :func:`iou_cases` with its reference IoU: computed once per process, as they depend only on the
     hidden cases (callers only read them)."""

@@ -19,7 +19,6 @@ features; the judges here compare with scikit-learn (``NearestNeighbors``, ``pai
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from grader_tests.kernel.embeddings import KNN_CASES, METRICS, VALUE_CASES, knn_case, tie_case, value_case
 from grader_tests.kernel.record import Observations
 
-from . import judge
+from . import judge, reference
 from .records import Foreign, Recorded, returned
 
 SKLEARN_METRIC = {"cosine": "cosine", "l2": "euclidean"}
@@ -103,7 +102,7 @@ def _tolerance(reference: np.ndarray) -> float:
     return 1e-4 * max(1.0, float(np.abs(reference).max()))
 
 
-@functools.cache
+@reference(range(len(VALUE_CASES)))
 def _sklearn_distances(index: int) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's distances on :data:`VALUE_CASES` ``[index]``: from every query to every gallery row ``(Q, N)``,
     and to its ``k`` nearest rows ``(Q, k)``. Computed once per process, as they depend only on the hidden case;
@@ -213,7 +212,7 @@ def _accuracy(outcome: dict[str, Any], what: str) -> float:
     return value
 
 
-@functools.cache
+@reference(range(len(KNN_CASES)))
 def _sklearn_accuracy(index: int) -> float:
     """scikit-learn's accuracy on :data:`KNN_CASES` ``[index]``: computed once per process, as it depends only on
     the hidden case."""

@@ -16,7 +16,6 @@ costs its value cell only.
 
 from __future__ import annotations
 
-import functools
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +26,7 @@ from grader_tests.kernel.record import Observations
 from helpers.hooks import capture_activations
 from helpers.inference import evaluating
 
-from . import judge
+from . import judge, reference
 from .common import (
     assert_computed_in_eval_mode,
     assert_input_untouched,
@@ -103,7 +102,7 @@ def vis_gradcam(vgg: nn.Module, img: torch.Tensor) -> torch.Tensor:
 # --- judges -----------------------------------------------------------------------------------------------
 
 
-@functools.cache
+@reference()
 def _vis_gradcam_references() -> tuple[tuple[str, torch.Tensor], ...]:
     """``(what, expected)`` of each case of ``vis_gradcam``: computed once per process, as they depend only on
     the hidden cases (callers only read them)."""
@@ -136,7 +135,7 @@ def check_vis_gradcam_hooks(observations: Observations) -> None:
         )
 
 
-@functools.cache
+@reference()
 def _no_grads_image() -> torch.Tensor:
     """The caller's image of ``check_vis_gradcam_no_grads`` as it was: built once per process, as it is the hidden
     case alone (callers only read it)."""
@@ -159,7 +158,7 @@ def check_vis_gradcam_mode(observations: Observations) -> None:
     assert_computed_in_eval_mode(observations, "vis_gradcam")
 
 
-@functools.cache
+@reference()
 def _cam_references() -> tuple[tuple[str, torch.Tensor], ...]:
     """``(what, expected)`` of each case of ``class_activation_map``: computed once per process, as they depend only
     on the hidden cases (callers only read them)."""

@@ -10,7 +10,6 @@ mode and without autograd. The map gives each pixel the mean drop of the windows
 
 from __future__ import annotations
 
-import functools
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +19,7 @@ from grader_tests.kernel.occlusion import DROP_CASES, MAP_CASES, drop_case, drop
 from grader_tests.kernel.record import Observations
 from helpers.inference import evaluating
 
-from . import judge
+from . import judge, reference
 from .common import (
     assert_batched,
     assert_computed_in_eval_mode,
@@ -74,7 +73,7 @@ def occlusion_map(drops: torch.Tensor, window: int, stride: int, size: tuple[int
 # --- judges -----------------------------------------------------------------------------------------------
 
 
-@functools.cache
+@reference(range(len(DROP_CASES)))
 def _drops_reference(index: int) -> tuple[str, torch.Tensor, torch.Tensor, float]:
     """``(what, image, expected, scale)`` of :data:`DROP_CASES` ``[index]``, ``scale`` the largest logit's size:
     computed once per process, as it depends only on the hidden case (callers only read it)."""
@@ -108,7 +107,7 @@ def check_occlusion_drops(observations: Observations) -> None:
         raise AssertionError("occlusion_drops: the hidden check did not record every case")
 
 
-@functools.cache
+@reference()
 def _batched_copies() -> tuple[int, int]:
     """``(occluded copies, batch_size)`` of the batching check's case, :data:`DROP_CASES` ``[1]``: computed once per
     process, as it depends only on the hidden case."""

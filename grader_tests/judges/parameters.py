@@ -11,14 +11,13 @@ modules and shapes; the judges here compare them with the references.
 
 from __future__ import annotations
 
-import functools
 
 from torch import nn
 
 from grader_tests.kernel.parameters import CONV_CASES, LINEAR_CASES, built, modules
 from grader_tests.kernel.record import Observations
 
-from . import judge
+from . import judge, reference
 from .records import returned
 
 # --- references ---------------------------------------------------------------------------------------------
@@ -53,7 +52,7 @@ def _as_int(outcome: dict[str, object], what: str) -> int:
     return index
 
 
-@functools.cache
+@reference()
 def _reference_counts() -> tuple[tuple[str, int], ...]:
     """``(description, count)`` of each unseen module: computed once per process, as they depend only on the hidden
     modules."""

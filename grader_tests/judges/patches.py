@@ -23,7 +23,6 @@ student's *own* position (or the right one), so a wrong choice of units costs th
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,7 +32,7 @@ from torch import nn
 from grader_tests.kernel.patches import layer_lists, patch_cases
 from grader_tests.kernel.record import Observations
 
-from . import judge
+from . import judge, reference
 from .records import Foreign, Recorded, returned
 
 # --- references -------------------------------------------------------------------------------------------------
@@ -96,7 +95,7 @@ def _first_difference(actual: list[Any], expected: Sequence[tuple[str, int, int,
     return None
 
 
-@functools.cache
+@reference()
 def _receptive_field_references() -> tuple[tuple[str, tuple[tuple[str, int, int, int], ...]], ...]:
     """``(description, rows)`` of each hidden layer list: computed once per process, as they depend only on the
     hidden layers."""

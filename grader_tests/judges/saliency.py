@@ -15,7 +15,6 @@ wrong value costs its value cell and nothing else.
 
 from __future__ import annotations
 
-import functools
 
 import torch
 from torch import nn
@@ -24,7 +23,7 @@ from grader_tests.kernel.record import Observations
 from grader_tests.kernel.saliency import DTYPES, batch, cases
 from helpers.inference import evaluating
 
-from . import judge
+from . import judge, reference
 from .common import (
     agree,
     assert_computed_in_eval_mode,
@@ -76,7 +75,7 @@ def _reference_gradient(model: nn.Module, image: torch.Tensor, class_idx: int) -
         return gradient_score(model(x)[0], x, class_idx)
 
 
-@functools.cache
+@reference()
 def _gradient_references() -> tuple[tuple[str, torch.Tensor], ...]:
     """``(what, expected)`` of each case of ``compute_gradient_score``: computed once per process, as they depend
     only on the hidden cases (callers only read them)."""
@@ -136,7 +135,7 @@ def check_compute_gradient_score_no_accumulation(observations: Observations) -> 
         )
 
 
-@functools.cache
+@reference()
 def _map_references() -> tuple[tuple[str, torch.Tensor], ...]:
     """``(what, expected)`` of each case of ``saliency_map``: computed once per process, as they depend only
     on the hidden cases (callers only read them)."""
@@ -154,7 +153,7 @@ def check_saliency_map(observations: Observations) -> None:
         assert_tensor_close(returned(outcome, what), expected, what, **tolerance(expected))
 
 
-@functools.cache
+@reference()
 def _side_effects_image() -> torch.Tensor:
     """The caller's image of ``check_saliency_map_side_effects`` as it was: built once per process, as it is the
     hidden case alone (callers only read it)."""

@@ -16,7 +16,6 @@ by-hand curves and numpy):
 
 from __future__ import annotations
 
-import functools
 
 import torch
 from torch import nn
@@ -34,7 +33,7 @@ from grader_tests.kernel.sanity_checks import (
 )
 from helpers.inference import evaluating
 
-from . import judge
+from . import judge, reference
 from .common import (
     assert_batched,
     assert_computed_in_eval_mode,
@@ -148,7 +147,7 @@ def check_rank_correlation(observations: Observations) -> None:
         raise AssertionError("rank_correlation: the hidden check did not record every case")
 
 
-@functools.cache
+@reference(range(len(CURVE_CASES)))
 def _curve_reference(index: int) -> tuple[str, tuple[tuple[str, torch.Tensor], ...], torch.Tensor]:
     """``(what, the caller's tensors as they were, expected)`` of :data:`CURVE_CASES` ``[index]``: computed once per
     process, as it depends only on the hidden case (callers only read it)."""
@@ -189,7 +188,7 @@ def check_perturbation_curve(observations: Observations) -> None:
         raise AssertionError("perturbation_curve: the hidden check did not record every case")
 
 
-@functools.cache
+@reference()
 def _batched_images() -> int:
     """The number of images of the batching check's curve, :data:`CURVE_CASES` ``[1]``: computed once per process,
     as it depends only on the hidden case."""

@@ -14,7 +14,6 @@ Conventions (the notebook states them):
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
@@ -26,7 +25,7 @@ from grader_tests.kernel.shortcut import (
 from helpers.inference import evaluating
 from helpers.metrics import dilate
 
-from . import judge
+from . import judge, reference
 from .records import Foreign, Recorded, returned
 
 # --- references ----------------------------------------------------------------------------------------------
@@ -106,7 +105,7 @@ def _cell_of(value: Any) -> tuple[int, int] | None:
     return cell[0], cell[1]
 
 
-@functools.cache
+@reference(range(len(GRID_CASES)))
 def _locate_reference(index: int) -> tuple[str, tuple[int, int]]:
     """``(what, expected cell)`` of :data:`GRID_CASES` ``[index]``: computed once per process, as it depends only on
     the hidden case."""
@@ -145,7 +144,7 @@ def check_locate_cue(observations: Observations) -> None:
         raise AssertionError("locate_cue: the hidden check did not record every case")
 
 
-@functools.cache
+@reference(range(len(CLASS_CASES)))
 def _cue_reference(index: int) -> tuple[str, torch.Tensor]:
     """``(what, drops (N, classes))`` of :data:`CLASS_CASES` ``[index]``: computed once per process, as it depends
     only on the hidden case (callers only read it)."""
