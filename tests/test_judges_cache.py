@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from grader_tests import judges
 from grader_tests.judges import (
     attributions,
     class_visualization,
@@ -225,8 +226,6 @@ def test_a_wrong_answer_leaves_the_cached_reference_unchanged(case: str) -> None
 
 
 def test_warm_computes_every_cached_reference() -> None:
-    import grader_tests.judges as judges
-
     judges.warm()
     modules = [importlib.import_module(f"grader_tests.judges.{m.name}") for m in pkgutil.iter_modules(judges.__path__)]
     cached = {f"{module.__name__}.{name}": function.cache_info().currsize
@@ -237,8 +236,6 @@ def test_warm_computes_every_cached_reference() -> None:
 
 
 def test_after_warm_judging_computes_no_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    import grader_tests.judges as judges
-
     judges.warm()
     calls: list[str] = []
     for case, (module, reference, _, _, _, _) in COUNTED.items():

@@ -6,8 +6,9 @@ Each task carries one submission and returns its results; no file system is shar
 - in: the files of ``submitted/<student>/<assignment>/`` (bytes), the options of the grading kernels and, on a
   cluster of other machines, the course's fingerprint (:func:`course_digest`: a worker with other notebooks would
   grade otherwise);
-- on the worker (:func:`grade_submission`): nbgrader's layout in a private temporary folder, graded into a copy of
-  the empty gradebook (built once per machine, :func:`template_gradebook`), by the worker's own fork server;
+- on the worker (:func:`grade_submission`): nbgrader's layout in a private temporary folder, graded into a copy in
+  memory of the empty gradebook (built once per machine, :func:`template_gradebook`), by the worker's own fork
+  server;
 - out: the submission's automatic scores (:func:`grader_tests.engine.grade.task_scores`, merged into the gradebook
   by the grading process with :func:`grader_tests.engine.grade.merge`),
   the autograded notebook(s) and feedback page(s) (bytes, by their paths under the grading folder), the seconds
@@ -284,8 +285,8 @@ def grade_submission(task: Any, files: dict[str, bytes], execute: dict[str, Any]
 
 
 def _scratch_root() -> str | None:
-    """Where a task grades: a file system in memory (``/dev/shm``) where the machine has one, as the task's gradebook
-    commits a few hundred times and each commit waits for a disk; else the temporary folder."""
+    """Where a task grades: a file system in memory (``/dev/shm``) where the machine has one, so that writing the
+    notebooks and feedback never waits for a disk; else the temporary folder."""
     shm = Path("/dev/shm")
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
 

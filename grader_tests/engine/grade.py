@@ -31,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -164,7 +165,7 @@ def _check_notebook(folder: Path, name: str) -> tuple[nbformat.NotebookNode | No
 
 
 def grade_task(task: Task, template: Path, execute: dict[str, Any], folder: Path | None = None) -> dict[str, Any]:
-    """Autograde one submission into a private gradebook and write its feedback (runs on a grading worker,
+    """Autograde one submission into a private gradebook (in memory) and write its feedback (runs on a grading worker,
     :func:`grader_tests.engine.cluster.grade_submission`); ``execute``: options of the grading kernels
     (:func:`grader_tests.engine.course.nbgrader_api`); ``folder``: the grading folder, nbgrader's ``submitted``,
     ``autograded`` and ``feedback`` (default: :data:`GRADING`; a private temporary one on a worker).
@@ -172,56 +173,66 @@ def grade_task(task: Task, template: Path, execute: dict[str, Any], folder: Path
     Returns ``{"task", "scores", "seconds", "sandbox"}`` (``scores``: :func:`task_scores`, what :func:`merge`
     takes), or ``{"task", "error", "log"}``."""
     folder = folder or GRADING
-    db = folder / "work" / f"{task.student}--{task.assignment}.db"
-    db.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(template, db)
-    grader = nbgrader_api(f"sqlite:///{db}", **execute)
+    url = f"sqlite:///{folder / 'work' / task.student}--{task.assignment}.db"  # held in memory, never written
+    grader = nbgrader_api(url, **execute)
     for step in ("submitted", "autograded", "feedback"):
         setattr(grader.coursedir, f"{step}_directory", str(folder / step))
     started = time.perf_counter()
-    with _one_engine(db):
+    with _one_engine(template, url):
         result = grader.autograde(task.assignment, task.student, force=True, create=True)
         autograded = time.perf_counter()
         if not result["success"]:
             return _failed(task, "autograde", result, folder)
         feedback = grader.generate_feedback(task.assignment, task.student, force=True)
-    if not feedback["success"]:
-        return _failed(task, "generate_feedback", feedback, folder)
-    seconds = {"autograde": autograded - started, "feedback": time.perf_counter() - autograded}
-    scores = task_scores(db, task.assignment, task.student)
-    db.unlink()
+        if not feedback["success"]:
+            return _failed(task, "generate_feedback", feedback, folder)
+        seconds = {"autograde": autograded - started, "feedback": time.perf_counter() - autograded}
+        scores = _scores(url, task.assignment, task.student)
     from .forkserver import ForkServer
 
     return {"task": asdict(task), "scores": scores, "seconds": seconds, "sandbox": ForkServer.get().sandbox}
 
 
-_ENGINE: dict[str, Any] = {}  # this process's one engine for task gradebooks, and the file it opens now
+_ENGINE: dict[str, Any] = {}  # this process's one engine for task gradebooks, and the connection it gives now
 _ENGINE_LOCK = threading.Lock()  # one task's gradebook at a time (a grading worker grades one task at a time)
 
 
+class _Kept(sqlite3.Connection):
+    """A task's gradebook in memory: nbgrader closes it each time it closes a gradebook; it stays open until
+    :func:`_one_engine` ends."""
+
+    def close(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        super().close()
+
+
 @contextlib.contextmanager
-def _one_engine(db: Path) -> Iterator[None]:
-    """Every gradebook nbgrader opens on ``db`` meanwhile uses one SQLAlchemy engine, the same for every task of
-    this process: nbgrader makes a new engine each time it opens a gradebook (about ten times a notebook), and a
-    new engine compiles each SQL statement again, the larger part of a query's cost. The engine opens a new
-    connection to ``db`` each time (no pool), so nothing of one task's file reaches another's. One ``db`` at a time
-    in a process.
+def _one_engine(source: Path, url: str) -> Iterator[None]:
+    """Meanwhile every gradebook nbgrader opens at ``url`` is a copy of the gradebook ``source`` held in memory,
+    reached through one SQLAlchemy engine, the same for every task of this process. nbgrader opens a gradebook
+    about ten times a notebook, each time with a new engine (which compiles each SQL statement again, the larger
+    part of a query's cost) and a new connection; in memory, nothing is written to disk either. The copy is gone
+    when this ends: nothing of one task's gradebook reaches another's. One at a time in a process.
 
-    ``db`` is a task's copy of the course's empty gradebook, which nbgrader made: it has every table, so
-    opening it skips nbgrader's check for missing tables (each open listed them and asked for each one's columns);
-    a table that were missing all the same would fail the task's first query, loudly."""
-    import sqlite3
-
+    ``source`` is a gradebook nbgrader made (for a task, the course's empty one): it has every table, so opening
+    the copy skips nbgrader's check for missing tables (each open listed them and asked for each one's columns); a
+    table that were missing all the same would fail the task's first query, loudly."""
     import nbgrader.api
     from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
+    from sqlalchemy.pool import StaticPool
 
     with _ENGINE_LOCK:
         if "engine" not in _ENGINE:
-            _ENGINE["engine"] = create_engine("sqlite://", creator=lambda: sqlite3.connect(_ENGINE["path"]),
-                                              poolclass=NullPool, future=True)
-        engine, _ENGINE["path"] = _ENGINE["engine"], str(db)
-        url, original = f"sqlite:///{db}", nbgrader.api.create_engine
+            _ENGINE["engine"] = create_engine("sqlite://", creator=lambda: _ENGINE["connection"],
+                                              poolclass=StaticPool, future=True)
+        engine = _ENGINE["engine"]
+        _ENGINE["connection"] = connection = sqlite3.connect(":memory:", factory=_Kept, check_same_thread=False)
+        with contextlib.closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as disk:
+            disk.backup(connection)
+        engine.dispose()  # a new pool: its one connection is this task's
+        original = nbgrader.api.create_engine
         metadata, inspect = nbgrader.api.Base.metadata, nbgrader.api.inspect
         nbgrader.api.create_engine = lambda db_url, *args, **kwargs: (
             engine if db_url == url else original(db_url, *args, **kwargs))
@@ -233,6 +244,8 @@ def _one_engine(db: Path) -> Iterator[None]:
         finally:
             nbgrader.api.create_engine, nbgrader.api.inspect = original, inspect
             del metadata.create_all
+            engine.dispose()
+            connection.discard()
 
 
 class _HasTables:
@@ -260,12 +273,18 @@ def _failed(task: Task, step: str, result: dict[str, Any], folder: Path) -> dict
 
 
 def task_scores(db: Path, assignment: str, student: str) -> dict[str, Any]:
-    """The automatic scores and comments of one graded submission in a task's gradebook, what :func:`merge` takes:
-    ``{"timestamp", "grades": {(notebook, grade cell): auto score}, "comments": {(notebook, cell): auto comment}}``.
-    Nothing else is taken from it (a manual score, extra credit): those are the instructor's alone."""
+    """The automatic scores and comments of one graded submission in the gradebook ``db``, what :func:`merge`
+    takes: ``{"timestamp", "grades": {(notebook, grade cell): auto score}, "comments": {(notebook, cell): auto
+    comment}}``. Nothing else is taken from it (a manual score, extra credit): those are the instructor's alone."""
+    url = f"sqlite:///{db}"
+    with _one_engine(db, url):
+        return _scores(url, assignment, student)
+
+
+def _scores(url: str, assignment: str, student: str) -> dict[str, Any]:
     from nbgrader.api import Gradebook
 
-    with _one_engine(db), Gradebook(f"sqlite:///{db}") as source:
+    with Gradebook(url) as source:
         submission = source.find_submission(assignment, student)
         return {
             "timestamp": submission.timestamp,
