@@ -43,12 +43,20 @@ NOTEBOOKS = len(assignments())
 
 
 def make_class(out: Path, students: list[str]) -> Path:
-    """``out/<student>/``: a copy of the fabricated student the name starts with (``perfect3``: ``perfect``)."""
+    """``out/<student>/``: a copy of the fabricated student the name starts with (``perfect3``: ``perfect``), whose
+    own cells (the solution cells) end with a line of its name: each student's own cells differ from the others',
+    as a real class's do, and no cache of the grader spares them."""
     fabricated = SCRATCH / "fabricated"
     if not fabricated.exists():
         build_class(fabricated)
     for student in students:
         shutil.copytree(fabricated / student.rstrip("0123456789"), out / student)
+        for path in (out / student).glob("*/*.ipynb"):
+            nb = nbformat.read(path, as_version=4)
+            for cell in nb.cells:
+                if cell.metadata.get("nbgrader", {}).get("solution"):
+                    cell.source += f"\n# {student}" if cell.cell_type == "code" else f"\n\n{student}"
+            nbformat.write(nb, path)
     return out
 
 

@@ -116,16 +116,17 @@ def fabricated(tmp_path_factory):
 
 
 def _kill_when_grading(cluster: Cluster, name: str, killed: threading.Event) -> None:
-    """Kill worker ``name`` with SIGKILL as soon as it grades a submission."""
+    """Kill worker ``name`` with SIGKILL as soon as it grades a submission (a task takes a second or more: its
+    kernel starts and runs the graded cells)."""
     with cluster.client() as client:
         while not killed.is_set():
             info = client.scheduler_info()["workers"]
             address = next((address for address, worker in info.items() if worker["name"] == name), None)
             if address and client.processing([address]).get(address):
-                time.sleep(2)  # well into its grading
+                time.sleep(0.2)  # into its grading
                 cluster.kill(name)
                 killed.set()
-            time.sleep(0.5)
+            time.sleep(0.05)
 
 
 def test_a_class_graded_on_two_workers_one_killed_gets_its_grades_each_merged_once(

@@ -147,8 +147,9 @@ def template_gradebook() -> Path:
 
 class GradingPlugin(WorkerPlugin):
     """What a grading worker does first, before it offers :data:`RESOURCE`: SIGINT ignored (Ctrl-C is for the
-    grading process), torch on one thread, its fork server started early, the judges' references computed
-    (:func:`grader_tests.judges.warm`) and its sandbox checked.
+    grading process), torch on one thread, its fork server started early, the judges' references and the feedback
+    pages' shared cells computed (:func:`grader_tests.judges.warm`, :func:`grader_tests.engine.grade.warm_feedback`)
+    and its sandbox checked.
 
     ``allow_unsandboxed``: grade even where the sandbox is unavailable (the local cluster, as the process pool did);
     ``exit_with``: end this worker as soon as that process (the grading process) is gone, even by ``kill -9``, so
@@ -176,9 +177,11 @@ class GradingPlugin(WorkerPlugin):
             from grader_tests import judges
 
             from .forkserver import start_early
+            from .grade import warm_feedback
 
             start_early()
             await asyncio.to_thread(judges.warm)  # while the fork server loads
+            await asyncio.to_thread(warm_feedback)
         if not self.allow_unsandboxed:
             self.refusal = await asyncio.to_thread(refusal)
         if self.refusal:

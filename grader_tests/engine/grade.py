@@ -193,6 +193,29 @@ def grade_task(task: Task, template: Path, execute: dict[str, Any], folder: Path
     return {"task": asdict(task), "scores": scores, "seconds": seconds, "sandbox": ForkServer.get().sandbox}
 
 
+def warm_feedback(root: Path = ROOT) -> None:
+    """Render each released notebook once with the feedback exporter, configured as grading configures it, and
+    throw the pages away: the exporter's caches (:class:`grader_tests.engine.nbgrader_plugins.FeedbackExporter`)
+    then hold the highlighted code and the Markdown of the cells that every student's page shares, before the first
+    task. Scores are placeholders: a page's cells are rendered from their sources alone."""
+    from ipykernel.ipkernel import IPythonKernel
+    from nbgrader.converters import GenerateFeedback
+
+    api = nbgrader_api(root=root)
+    converter = GenerateFeedback(coursedir=api.coursedir, parent=api)
+    exporter = converter.exporter_class(parent=converter, config=converter.config)
+    language = IPythonKernel.language_info
+    for assignment in assignments(root):
+        nb = nbformat.read(notebook_path(assignment, root), as_version=4)
+        nb.metadata["language_info"] = language  # what the grading kernel writes into the autograded notebook
+        for cell in nb.cells:
+            if "nbgrader" in cell.metadata:
+                cell.metadata.nbgrader.update(score=0, points=cell.metadata.nbgrader.get("points", 0), comment="")
+        resources = {"nbgrader": {"assignment": assignment, "notebook": assignment, "student": "",
+                                  "score": 0, "max_score": 0, "late_penalty": 0}}
+        exporter._page(nb, resources)  # the page alone: no MathJax copy written, no policy
+
+
 _ENGINE: dict[str, Any] = {}  # this process's one engine for task gradebooks, and the connection it gives now
 _ENGINE_LOCK = threading.Lock()  # one task's gradebook at a time (a grading worker grades one task at a time)
 
