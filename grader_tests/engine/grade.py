@@ -416,6 +416,9 @@ def grade(submissions: Path, workers: int = WORKERS, timeout: float | None = Non
         print(f"Dask dashboard: {graders.dashboard}", flush=True)
     try:
         with Gradebook(f"sqlite:///{MAIN_DB}") as main:
+            # Only this loop writes the gradebook meanwhile (reports open their own): what its session loaded (the
+            # assignments' notebooks and cells) stays true after each commit, and reloading it was half a merge.
+            main.db().expire_on_commit = False
             execute = {"timeout": None if timeout is None else int(timeout), "figures": full or None,
                        "every_cell": full or None, "memory_mb": memory_mb}
             results = graders.results(todo, lambda task: submission_files(GRADING / "submitted" / task.key), execute)
