@@ -14,7 +14,6 @@ Conventions (the notebook states them; captum follows the same, ``tests/test_att
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 

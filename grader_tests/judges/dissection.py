@@ -206,7 +206,7 @@ def check_dissection_iou(observations: Observations) -> None:
     """The dataset-wide IoU of each unit's thresholded, bilinearly upsampled maps with each concept, inputs
     unchanged, a known mistake named; and no tensor over a quarter of all the upsampled maps of a larger dataset
     (the text: chunks of a few images, never all of the upsampled maps at once)."""
-    for (case, reference), seen in zip(_iou_references(), observations["cases"], strict=True):
+    for (case, expected), seen in zip(_iou_references(), observations["cases"], strict=True):
         what = f"dissection_iou on {case['what']}"
         value = returned(seen["call"], what)
         _assert_unchanged(seen, case, ("activations", "thresholds", "masks"), what)
@@ -220,7 +220,7 @@ def check_dissection_iou(observations: Observations) -> None:
         iou = iou.detach().double()
         if torch.isnan(iou).any():
             raise AssertionError(f"{what} returns NaN: a concept or a unit with no pixels still has a union")
-        if torch.allclose(iou, reference, rtol=0, atol=1e-3):
+        if torch.allclose(iou, expected, rtol=0, atol=1e-3):
             continue
         for variant, message in IOU_MISTAKES:
             if torch.allclose(iou, variant(activations, thresholds, masks), rtol=0, atol=1e-3):

@@ -16,7 +16,6 @@ costs its value cell only.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn

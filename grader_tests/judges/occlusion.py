@@ -10,7 +10,6 @@ mode and without autograd. The map gives each pixel the mean drop of the windows
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -11,7 +11,6 @@ modules and shapes; the judges here compare them with the references.
 
 from __future__ import annotations
 
-
 from torch import nn
 
 from grader_tests.kernel.parameters import CONV_CASES, LINEAR_CASES, built, modules

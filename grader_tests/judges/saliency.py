@@ -15,7 +15,6 @@ wrong value costs its value cell and nothing else.
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 

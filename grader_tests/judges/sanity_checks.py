@@ -16,7 +16,6 @@ by-hand curves and numpy):
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
