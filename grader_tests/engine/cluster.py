@@ -154,7 +154,7 @@ class GradingPlugin(WorkerPlugin):
     ``allow_unsandboxed``: grade even where the sandbox is unavailable (the local cluster, as the process pool did);
     ``exit_with``: end this worker as soon as that process (the grading process) is gone, even by ``kill -9``, so
     that its fork server sees its input close and kills its kernels; ``warm``: start the fork server now (not for
-    tests whose tasks grade nothing) and compute the references."""
+    tests whose tasks grade nothing) and compute what every student shares."""
 
     name = "visualizing-cnns-grading"
 
