@@ -5,6 +5,7 @@ grading looks them up."""
 from __future__ import annotations
 
 import nbformat
+from ipykernel.ipkernel import IPythonKernel
 
 from grader_tests.engine import grade
 from grader_tests.engine.course import assignments, notebook_path
@@ -16,10 +17,11 @@ def test_warm_feedback_renders_every_released_cell() -> None:
     _RememberedHighlight.remembered.clear()
     SafeMarkdown.remembered.clear()
     grade.warm_feedback()
+    lexer = IPythonKernel.language_info["pygments_lexer"]  # what the grading kernel's notebooks name
     missing = []
     for assignment in assignments():
         for cell in nbformat.read(notebook_path(assignment), as_version=4).cells:
-            if cell.cell_type == "code" and (cell.source, "ipython3", None) not in _RememberedHighlight.remembered:
+            if cell.cell_type == "code" and (cell.source, lexer, None) not in _RememberedHighlight.remembered:
                 missing.append((assignment, cell.source[:60]))
             if (cell.cell_type == "markdown" and not cell.get("attachments")
                     and (id(FeedbackExporter), cell.source) not in SafeMarkdown.remembered):

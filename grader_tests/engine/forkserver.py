@@ -76,21 +76,8 @@ HUGE_PAGES = "glibc.malloc.hugetlb=1"
 """The server's ``GLIBC_TUNABLES``: malloc asks for transparent huge pages for its large blocks (glibc 2.35 and
 later, where the system offers them on request). Half of the server's 600 MB of heap is then mapped in 2 MB pages,
 and a fork copies a page table half as large: each fork costs half the CPU time (about 20 ms instead of 40, three
-forks a kernel). A kernel's pages still copy 4 kB at a time as it writes."""
-
-PR_SET_THP_DISABLE = 41
-
-
-def small_pages() -> None:
-    """This process and its children fault their new memory in 4 kB pages, whatever :data:`HUGE_PAGES` asks for.
-    A kernel's large tensors would otherwise ask for 2 MB pages, and where the system compacts memory to find one
-    (``defrag`` of ``madvise``, the default), a kernel that fills 100 MB stalls now and then for 0.4-0.7 s of CPU
-    time. With 4 kB pages the course's notebooks cost their kernels 1-6% less CPU time (three runs side by side).
-    Nothing where the call is unknown (Linux before 3.15)."""
-    import ctypes
-
-    ctypes.CDLL(None).prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
-
+forks a kernel). A kernel's pages still copy 4 kB at a time as it writes, and it takes new memory in 4 kB pages
+(:func:`sandbox.small_pages`)."""
 
 def forkable(cmd: list[str]) -> bool:
     """Whether ``cmd`` starts the Python kernel of this interpreter, on a system where forking it is safe."""
@@ -449,7 +436,7 @@ def become_kernel(request: dict[str, Any], limits: sandbox.Limits | None, cgroup
     args, env, cwd, folder = request["args"], request["env"], request["cwd"], request["folder"]
     del request
     try:
-        small_pages()
+        sandbox.small_pages()
         os.setpgid(0, 0)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         devnull = os.open(os.devnull, os.O_RDONLY)
