@@ -119,6 +119,26 @@ def test_the_server_takes_its_kernels_with_it(tmp_path, server):
         pytest.fail("the kernel outlived its fork server")
 
 
+def _kernel_at_least(major: int, minor: int) -> bool:
+    return tuple(int(part) for part in os.uname().release.split(".")[:2]) >= (major, minor)
+
+
+@pytest.mark.skipif(not (_kernel_at_least(6, 1) and os.path.exists("/sys/kernel/mm/transparent_hugepage")),
+                    reason="MADV_COLLAPSE needs Linux 6.1 with transparent huge pages")
+def test_the_servers_warm_memory_lies_in_huge_pages():
+    """Three forks a kernel copy the server's page tables: its anonymous memory is collapsed into 2 MB pages (most
+    of it; malloc's heap alone is about half)."""
+    server = ForkServer(sandboxed=False)
+    try:
+        assert server.sandbox  # the first reply comes after the warm-up
+        with open(f"/proc/{server.process.pid}/smaps_rollup") as rollup:
+            fields = dict(line.split(":", 1) for line in rollup.read().splitlines()[1:])
+    finally:
+        server.close()
+    anonymous, huge = (int(fields[key].split()[0]) for key in ("Anonymous", "AnonHugePages"))
+    assert anonymous > 300_000 and huge / anonymous > 0.7, (anonymous, huge)
+
+
 def test_the_course_configuration_grades_in_forked_figureless_kernels(tmp_path):
     """nbgrader's Execute rebuilds itself from the configuration on each notebook: the fork server and the
     figureless backend must come from nbgrader_config.py, and they do."""

@@ -1,3 +1,4 @@
+import copy
 import shutil
 
 import pytest
@@ -78,3 +79,25 @@ def test_save_and_load_round_trip(tmp_path, small_model):
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(loaded(x), small_model(x))
     assert save_checkpoint(small_model, tmp_path / "other_name.pt", note="test") == digest  # bytes: weights only
+
+
+def test_a_file_is_read_on_every_load_though_its_checkpoint_is_unpickled_once(tmp_path, small_model):
+    """Each load hashes the file's bytes again: a file corrupted or replaced after a load is refused or read
+    anew. Models built from the same kept checkpoint share no tensor."""
+    path, model = tmp_path / "mine.pt", copy.deepcopy(small_model)
+    digest = save_checkpoint(model, path)
+    first, second = load_pretrained(path, expected_sha256=digest), load_pretrained(path, expected_sha256=digest)
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr(), name
+    with torch.no_grad():
+        first.fc.bias.add_(1.0)  # a change to one model reaches neither the other nor the next load
+    assert torch.equal(load_pretrained(path, expected_sha256=digest).fc.bias, second.fc.bias)
+    data = bytearray(path.read_bytes())
+    data[1000] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_pretrained(path, expected_sha256=digest)
+    with torch.no_grad():
+        model.fc.bias.zero_()
+    changed = save_checkpoint(model, path)
+    assert not load_pretrained(path, expected_sha256=changed).fc.bias.any()  # the new file's weights
