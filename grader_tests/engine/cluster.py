@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import hashlib
 import logging
 import os
@@ -182,6 +183,7 @@ class GradingPlugin(WorkerPlugin):
             start_early()
             await asyncio.to_thread(judges.warm)  # while the fork server loads
             await asyncio.to_thread(warm_feedback)
+            gc.freeze()  # what the worker keeps for good: collections took 4% of its CPU time, 2.5% after
         if not self.allow_unsandboxed:
             self.refusal = await asyncio.to_thread(refusal)
         if self.refusal:
