@@ -26,7 +26,7 @@ CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "star", "ri
 """Class names, indexed by label."""
 
 IMAGE_SIZE = 224
-"""Notebook resolution: the seed's 224, where ``bn5_2`` of the course model is 14x14."""
+"""Notebook resolution: the assignment's 224, where ``bn5_2`` of the course model is 14x14."""
 
 MIN_RADIUS, MAX_RADIUS = 0.11, 0.22  # object circumradius, in units of the image side
 N_LINES = 6

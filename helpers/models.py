@@ -2,9 +2,9 @@
 
 Three models share one backbone:
 
-* :class:`VGG11Backbone`: the convolutional part, an ``nn.Sequential`` whose children carry the seed's
+* :class:`VGG11Backbone`: the convolutional part, an ``nn.Sequential`` whose children carry the assignment's
   names (``conv1, bn1, relu1, pool1, conv2, ..., conv5_2, bn5_2, relu5_2, pool5``).
-* :class:`VGG11Classification`: the seed's full model, backbone + ``512*7*7 -> 4096 -> 4096 -> classes``.
+* :class:`VGG11Classification`: the assignment's full model, backbone + ``512*7*7 -> 4096 -> 4096 -> classes``.
   Kept as an architecture (parameter counting, ImageNet weights), not embedded: it has 132,868,840 parameters.
 * :class:`VGG11GAP`: the embedded course model, backbone without ``pool5`` + global average pooling + one
   linear layer. For this head CAM is exact: ``s_c = mean_xy(sum_k w_ck A_k(x, y)) + b_c``.
@@ -43,7 +43,7 @@ class VGG11Backbone(nn.Sequential):
 
     Args:
         in_channels: channels of the input image.
-        width: multiplier of every conv layer's channels (1.0 is the seed's 64 ... 512).
+        width: multiplier of every conv layer's channels (1.0 is the assignment's 64 ... 512).
         final_pool: keep ``pool5``. Without it the output is ``H/16`` and equals ``relu5_2``'s output.
     """
 
@@ -70,11 +70,11 @@ class VGG11Backbone(nn.Sequential):
 
 
 class VGG11Classification(nn.Module):
-    """The seed's VGG-11: backbone, flatten, ``C*7*7 -> 4096 -> 4096 -> num_classes`` with dropout.
+    """The assignment's VGG-11: backbone, flatten, ``C*7*7 -> 4096 -> 4096 -> num_classes`` with dropout.
 
     ``(N, 3, H, W) -> (N, num_classes)`` logits. An ``AdaptiveAvgPool2d((7, 7))`` before the flatten (as in
     torchvision) is the identity at 224x224 and lets other sizes through. The hidden width scales with
-    ``width`` too, so ``width=1`` is the seed's model exactly.
+    ``width`` too, so ``width=1`` is the assignment's model exactly.
     """
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, width: float = 1.0) -> None:

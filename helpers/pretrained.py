@@ -3,7 +3,7 @@
 :func:`load_pretrained` never touches the network. Three checkpoints ship: the course model (``variant="robust"``,
 the default), trained on adversarial (FGSM) images in its last epochs, the ``"standard"`` model, the same
 network trained on clean images only, and the ``"shortcut"`` model of notebook 14, trained on a biased world. :func:`load_imagenet_vgg11` is the explicit opt-in for users who are
-online: torchvision's ImageNet ``vgg11_bn`` weights mapped onto the seed's layer names.
+online: torchvision's ImageNet ``vgg11_bn`` weights mapped onto the assignment's layer names.
 """
 
 from __future__ import annotations

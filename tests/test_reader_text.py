@@ -136,6 +136,12 @@ def test_a_notebook_names_nothing_its_reader_does_not_have(path: Path):
     assert "No module named 'helpers'" in first and "pip install" in first
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "helpers").rglob("*.py")), ids=lambda path: path.name)
+def test_the_course_package_names_nothing_its_reader_does_not_have(path: Path):
+    """``helpers`` ships in the student zip: its docstrings (``help()``, ``?``) and messages reach students too."""
+    assert _hits(path.read_text(), COURSE_INTERNAL_WORDS) == []
+
+
 @pytest.mark.parametrize("path", SOLVED, ids=lambda path: path.parent.name)
 def test_what_the_code_prints_speaks_no_grading_words(path: Path):
     """Solved notebooks are stored without outputs, so the pages above are checked without them: here the texts the
