@@ -21,7 +21,6 @@ from __future__ import annotations
 import ast
 import atexit
 import contextlib
-import ctypes
 import gc
 import importlib
 import json
@@ -77,33 +76,9 @@ HUGE_PAGES = "glibc.malloc.hugetlb=1"
 """The server's ``GLIBC_TUNABLES``: malloc asks for transparent huge pages for its large blocks (glibc 2.35 and
 later, where the system offers them on request). Half of the server's 600 MB of heap is then mapped in 2 MB pages,
 and a fork copies a page table half as large: each fork costs half the CPU time (about 20 ms instead of 40, three
-forks a kernel). A kernel's pages still copy 4 kB at a time as it writes, and it takes new memory in 4 kB pages
-(:func:`sandbox.small_pages`)."""
-
-MADV_COLLAPSE = 25
-"""``madvise``: back a range with 2 MB pages now, copying its 4 kB pages into them (Linux 6.1 and later)."""
-
-
-def collapse_into_huge_pages() -> None:
-    """Back the server's anonymous writable memory with 2 MB pages wherever the system can (``MADV_COLLAPSE``).
-
-    A fork copies one entry per page of the server's page tables, and the child's exit releases each again: with
-    its 600 MB of warm memory (half of it outside malloc's heap, in 4 kB pages: Python's arenas, torch's own
-    allocations), forking a child that exits at once cost the server and the child 25 ms of CPU; collapsed, 9 ms.
-    Each kernel is three forks (its keeper, the sandbox's first process and the kernel). Nothing where the call is
-    unknown or a range cannot be collapsed (``EINVAL``, ``ENOMEM``, ``EAGAIN``): those pages stay as they are."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    huge = 2 << 20
-    with open("/proc/self/maps") as maps:
-        ranges = [line.split() for line in maps]
-    for fields in ranges:
-        if fields[1] != "rw-p" or (len(fields) > 5 and fields[5] != "[heap]"):
-            continue  # files' pages, the stack and the kernel's special mappings stay
-        low, high = (int(address, 16) for address in fields[0].split("-"))
-        start, end = -(-low // huge) * huge, high // huge * huge
-        if end > start:
-            libc.madvise(start, end - start, MADV_COLLAPSE)
+forks a kernel). Once warm, the server collapses the rest of its memory into 2 MB pages too
+(:func:`sandbox.collapse_into_huge_pages`). A kernel's pages still copy 4 kB at a time as it writes, and it takes
+new memory in 4 kB pages (:func:`sandbox.small_pages`)."""
 
 
 def forkable(cmd: list[str]) -> bool:
@@ -399,7 +374,7 @@ def serve(folder: str) -> dict[str, Any] | None:
     preload()
     SERVER_MODULES.extend(name for name in sys.modules if name.startswith("grader_tests.engine"))
     gc.freeze()  # the kernels' collector then never walks (and so copies) the preloaded objects' pages
-    collapse_into_huge_pages()
+    sandbox.collapse_into_huge_pages()
     seccomp = None if why_not else syscalls.available()
     replies.write(json.dumps({**sandbox.report(why_not), "seccomp": seccomp}) + "\n")
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped as they end

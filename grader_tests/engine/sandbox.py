@@ -64,6 +64,7 @@ MNT_DETACH = 0x2
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_SET_THP_DISABLE, PR_CAP_AMBIENT = (
     1, 4, 24, 38, 41, 47)
 PR_CAP_AMBIENT_CLEAR_ALL = 4
+MADV_COLLAPSE = 25  # back a range with 2 MB pages now, its 4 kB pages copied into them (Linux 6.1 and later)
 CAPABILITY_VERSION_3 = 0x20080522
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 
@@ -131,6 +132,28 @@ def small_pages() -> None:
     (three runs side by side). Nothing where the call is unknown (Linux before 3.15)."""
     with contextlib.suppress(OSError):
         _prctl(PR_SET_THP_DISABLE, 1)
+
+
+def collapse_into_huge_pages() -> None:
+    """The fork server, once warm: back its anonymous writable memory with 2 MB pages wherever the system can
+    (``MADV_COLLAPSE``).
+
+    A fork copies one entry per page of the server's page tables, and the child's exit releases each again: with
+    its 600 MB of warm memory (half of it outside malloc's heap, in 4 kB pages: Python's arenas, torch's own
+    allocations), forking a child that exits at once cost the server and the child 25 ms of CPU; collapsed, 9 ms.
+    Each kernel is three forks (its keeper, the sandbox's first process and the kernel). Nothing where the call is
+    unknown or a range cannot be collapsed (``EINVAL``, ``ENOMEM``, ``EAGAIN``): those pages stay as they are."""
+    _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    huge = 2 << 20
+    with open("/proc/self/maps") as maps:
+        ranges = [line.split() for line in maps]
+    for fields in ranges:
+        if fields[1] != "rw-p" or (len(fields) > 5 and fields[5] != "[heap]"):
+            continue  # files' pages, the stack and the kernel's special mappings stay
+        low, high = (int(address, 16) for address in fields[0].split("-"))
+        start, end = -(-low // huge) * huge, high // huge * huge
+        if end > start:
+            _libc.madvise(start, end - start, MADV_COLLAPSE)
 
 
 # --- limits: cgroups v2 or v1 ----------------------------------------------------------------------------------
