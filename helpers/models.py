@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .copying import deepcopy_module
+
 VGG11_CONFIG: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 """Output channels of each conv layer at full width; ``"M"`` is a 2x2 max-pool (as in the seed)."""
 
@@ -68,6 +70,8 @@ class VGG11Backbone(nn.Sequential):
         self.out_channels = channels
         self.width = width
 
+    __deepcopy__ = deepcopy_module
+
 
 class VGG11Classification(nn.Module):
     """The assignment's VGG-11: backbone, flatten, ``C*7*7 -> 4096 -> 4096 -> num_classes`` with dropout.
@@ -96,6 +100,8 @@ class VGG11Classification(nn.Module):
         x = self.avgpool(self.backbone(x))
         return self.classifier(torch.flatten(x, 1))
 
+    __deepcopy__ = deepcopy_module
+
 
 class VGG11GAP(nn.Module):
     """The course model: VGG-11 backbone without ``pool5``, global average pooling, one linear layer.
@@ -114,6 +120,8 @@ class VGG11GAP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.gap(self.backbone(x)), 1))
+
+    __deepcopy__ = deepcopy_module  # copy.deepcopy(model): quicker, the same copy (helpers.copying)
 
 
 def torchvision_to_seed_names(state_dict: dict[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
