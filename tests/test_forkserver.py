@@ -166,3 +166,13 @@ def test_the_server_draws_the_data_sets_that_graded_runs_draw():
     assert ("make_shortcut_dataset", (120,), {"seed": 1401, "kind": "random"}) in draws
     assert not [draw for draw in draws if draw[2].get("crop") == 112 and draw[1] == (120,)]
     assert all(function in DATASETS for function, _, _ in draws)
+
+
+def test_a_grading_kernel_has_no_debugger_and_lists_no_modules_for_one(tmp_path, server):
+    nb = run(tmp_path, "import sys\nimport ipykernel.ipkernel, ipykernel.kernelapp\nkernel = get_ipython().kernel\n"
+                       "app = ipykernel.kernelapp.IPKernelApp.instance()\n"
+                       "print(type(kernel).__name__, isinstance(kernel, ipykernel.ipkernel.IPythonKernel), "
+                       "hasattr(kernel, 'debugger'), kernel._kernel_modules, ipykernel.ipkernel.sys is sys, "
+                       "'torch' in sys.modules, type(app).__name__, app.connection_file.endswith('kernel.json'))")
+    assert text(nb.cells[0]).split() == ["GradingKernel", "True", "False", "[]", "True", "True", "GradingKernelApp",
+                                         "True"]
