@@ -378,6 +378,7 @@ def serve(folder: str) -> dict[str, Any] | None:
     seccomp = None if why_not else syscalls.available()
     replies.write(json.dumps({**sandbox.report(why_not), "seccomp": seccomp}) + "\n")
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped as they end
+    sandbox.adopt_orphans()  # and so are their sandboxes' last processes
     kernels: list[tuple[int, sandbox.Cgroup | None, str]] = []
     for line in sys.stdin:
         request = json.loads(line)
