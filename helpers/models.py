@@ -25,7 +25,7 @@ from torch import nn
 from .copying import deepcopy_module
 
 VGG11_CONFIG: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
-"""Output channels of each conv layer at full width; ``"M"`` is a 2x2 max-pool (as in the seed)."""
+"""Output channels of each conv layer at full width; ``"M"`` is a 2x2 max-pool (as in the assignment)."""
 
 LAYER_NAMES: tuple[str, ...] = ("1", "2", "3_1", "3_2", "4_1", "4_2", "5_1", "5_2")
 """Suffixes of the eight conv blocks: ``conv1``, ``conv2``, ``conv3_1`` ... ``conv5_2``."""
@@ -124,7 +124,7 @@ class VGG11GAP(nn.Module):
     __deepcopy__ = deepcopy_module  # copy.deepcopy(model): quicker, the same copy (helpers.copying)
 
 
-def torchvision_to_seed_names(state_dict: dict[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
+def torchvision_to_course_names(state_dict: dict[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
     """Rename a torchvision ``vgg11_bn`` state dict to :class:`VGG11Classification` keys.
 
     ``features.0.weight -> backbone.conv1.weight``, ``features.1.running_mean -> backbone.bn1.running_mean``,
@@ -146,8 +146,8 @@ def torchvision_to_seed_names(state_dict: dict[str, torch.Tensor]) -> OrderedDic
     return renamed
 
 
-def seed_to_torchvision_names(state_dict: dict[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
-    """The inverse of :func:`torchvision_to_seed_names`."""
+def course_to_torchvision_names(state_dict: dict[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
+    """The inverse of :func:`torchvision_to_course_names`."""
     name_to_index = {name: index for index, name in _torchvision_feature_names().items()}
     renamed: OrderedDict[str, torch.Tensor] = OrderedDict()
     for key, value in state_dict.items():

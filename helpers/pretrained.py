@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from .data import CLASSES
-from .models import VGG11Classification, VGG11GAP, torchvision_to_seed_names
+from .models import VGG11Classification, VGG11GAP, torchvision_to_course_names
 
 WEIGHTS = Path(__file__).parent / "weights"
 
@@ -127,5 +127,5 @@ def load_imagenet_vgg11(weights_path: Path | None = None, *, progress: bool = Fa
 
         state = VGG11_BN_Weights.IMAGENET1K_V1.get_state_dict(progress=progress)
     model = VGG11Classification(num_classes=1000)
-    model.load_state_dict(torchvision_to_seed_names(state))
+    model.load_state_dict(torchvision_to_course_names(state))
     return model.eval()

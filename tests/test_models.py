@@ -8,8 +8,8 @@ from helpers.models import (
     VGG11Backbone,
     VGG11Classification,
     VGG11GAP,
-    seed_to_torchvision_names,
-    torchvision_to_seed_names,
+    course_to_torchvision_names,
+    torchvision_to_course_names,
 )
 from helpers.pretrained import load_imagenet_vgg11
 
@@ -57,8 +57,8 @@ def test_torchvision_mapping_round_trip_and_same_outputs():
             module.running_mean.uniform_(-0.1, 0.1)
             module.running_var.uniform_(0.5, 1.5)
     state = reference.state_dict()
-    mapped = torchvision_to_seed_names(state)
-    assert list(seed_to_torchvision_names(mapped)) == list(state)
+    mapped = torchvision_to_course_names(state)
+    assert list(course_to_torchvision_names(mapped)) == list(state)
     ours = VGG11Classification(num_classes=10).eval()
     ours.load_state_dict(mapped)  # strict: every key must match
     x = torch.randn(2, 3, 224, 224)
@@ -68,7 +68,7 @@ def test_torchvision_mapping_round_trip_and_same_outputs():
 
 def test_unknown_torchvision_key_is_rejected():
     with pytest.raises(KeyError, match="features.2"):
-        torchvision_to_seed_names({"features.2.weight": torch.zeros(1)})
+        torchvision_to_course_names({"features.2.weight": torch.zeros(1)})
 
 
 def test_load_imagenet_vgg11_from_a_local_file(tmp_path):

@@ -39,7 +39,7 @@ GRADING_WORDS = {
 
 COURSE_INTERNAL_WORDS = {
     "the seed(s) as a document": re.compile(
-        r"\bseeds?'s?(?!\w)|\bseed notes\b|\(the seeds?\)"
+        r"\bseeds?'s?(?!\w)|\bseed notes\b|\((?:as in )?the seeds?\)|\bseed names\b|\bseed_to_\w|_to_seed_names\b"
         r"|\bthe seeds?\s+(?:notes?|recipe|hooks?|asserts?|computes?|does|do|instead|code|says?|calls?)\b",
         re.IGNORECASE),
     "lecture notes": re.compile(r"\blecture notes?\b", re.IGNORECASE),
@@ -92,7 +92,8 @@ def test_the_rules_catch_what_they_are_for_and_pass_legitimate_uses():
         assert any(rule in hit.split(":")[0] for hit in _hits(text, GRADING_WORDS)), text
     internal = {
         "The seed asserts $(1, 3, 224, 224)$": "seed", "the seeds' recipe": "seed", "the seed's VGG-11": "seed",
-        "The seed hooks `bn5_2`": "seed", "As the seed notes put it": "seed", "(the seed)": "seed",
+        "The seed hooks `bn5_2`": "seed", "As the seed notes put it": "seed", "(the seed)": "seed", "a 2x2 max-pool (as in the seed)": "seed",
+        "the seed names of the layers": "seed", "torchvision_to_seed_names(state)": "seed",
         "The seeds' lecture notes say": "lecture", "see issue 26": "issue", "jupyter/nbgrader#917": "issue",
         "measured on 2026-12-07": "date", "the README lists what each option reached": "README",
     }

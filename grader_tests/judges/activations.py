@@ -8,7 +8,7 @@ Conventions (stated in the notebook):
   batch) to the notebook's ``activation_list`` and draws it with ``plot_activations``; other outputs are ignored.
   It returns ``None`` (returning ``output`` itself changes nothing either; anything else would replace the
   layer's output): the forward pass goes on unchanged. The clone is required: the output tensor flows on
-  into the next layer, and an in-place op there (``ReLU(inplace=True)``, as in the seed's model) would rewrite a
+  into the next layer, and an in-place op there (``ReLU(inplace=True)``, as in the assignment's model) would rewrite a
   stored view. The detach is required: a stored tensor with autograd history keeps the graph of every forward
   pass alive.
 * ``register_activation_hooks(model, names)`` registers ``functools.partial(show_activations_hook, name)`` as a

@@ -1,7 +1,7 @@
 """Notebook 02_parameters: reference implementations and the judges of its hidden checks. Instructor-only: never
 released.
 
-Conventions (as in the seed): a module's parameter count is the sum of ``numel()`` over
+Conventions (as in the assignment): a module's parameter count is the sum of ``numel()`` over
 ``module.named_parameters()``: every parameter, frozen ones (``requires_grad=False``) included, each shared
 parameter once, and no buffers (BatchNorm's running statistics are buffers, not parameters).
 
