@@ -12,8 +12,8 @@ Plain means that nothing the general deepcopy would treat differently is there:
 * every attribute is a parameter or buffer dictionary, the submodule dictionary, a number, string, ``None``,
   dtype or device, or a list, tuple, set or dict of those (the empty hook dictionaries included: a registered hook
   is not plain);
-* every tensor is an ordinary dense leaf tensor (``nn.Parameter`` or ``torch.Tensor``, no subclass, no attribute
-  of its own, no ``.grad`` on a buffer) that fills a storage of its own.
+* every tensor is an ordinary dense leaf tensor on the CPU or a GPU (``nn.Parameter`` or ``torch.Tensor``, no
+  subclass, no attribute of its own, no ``.grad`` on a buffer) that fills a storage of its own.
 
 Then the copy is what the general deepcopy gives: the same classes, attributes and flags, each parameter an
 ``nn.Parameter(data.clone(), requires_grad)`` (as ``Parameter.__deepcopy__`` makes it: no ``.grad``), each buffer a
@@ -105,7 +105,8 @@ def _copy_atomic(value: Any) -> Any:
 def _copy_tensor(tensor: Any, kind: type, memo: dict[int, Any], added: list[int], storages: set[int]) -> torch.Tensor:
     if id(tensor) in memo:
         return memo[id(tensor)]
-    if (type(tensor) is not kind or tensor.layout != torch.strided or tensor.is_quantized or tensor.__dict__
+    if (type(tensor) is not kind or tensor.device.type not in ("cpu", "cuda") or tensor.layout != torch.strided
+            or tensor.is_quantized or tensor.__dict__
             or tensor.is_conj() or tensor.is_neg() or not tensor.is_leaf
             or (kind is torch.Tensor and tensor.grad is not None)):
         raise _NotPlain(type(tensor))

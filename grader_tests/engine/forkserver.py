@@ -446,7 +446,7 @@ def grading_kernel_app() -> type:
       ``ipykernel.ipkernel`` sees it while the kernel is made, has no modules; everything else of ``sys`` is the
       real one's.
     - The standard command line, ``-f <connection file>``, is read as the option it is, without building
-      traitlets' parser of every option of every class (10 ms and 1,500 copied pages). Any other is parsed."""
+      traitlets' parser of every option of every class (a few ms a kernel). Any other is parsed."""
     from ipykernel import debugger, ipkernel, kernelapp
     from traitlets.config import Config
 
