@@ -183,7 +183,7 @@ def test_anything_else_is_copied_the_general_way(make: Any, monkeypatch: pytest.
     assert calls
 
 
-def test_a_memo_shared_with_other_objects_maps_them_to_the_copys_own(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_memo_shared_with_other_objects_maps_them_to_the_copys_own() -> None:
     model = small_model()
     weight, copied_model, again = copy.deepcopy((model.fc.weight, model, model.backbone))
     assert weight is copied_model.fc.weight and again is copied_model.backbone
